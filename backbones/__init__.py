@@ -1,0 +1,1 @@
+"""Feature extractors with one contract (installed as `videoanyup.backbones`)."""

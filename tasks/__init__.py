@@ -1,0 +1,1 @@
+"""Lightning systems, data, probes, metrics and the command line (installed as `videoanyup.tasks`)."""

@@ -1,0 +1,310 @@
+"""Reading and writing videos: mp4 files (PyAV) and folders of frames (PNG / JPEG), one interface.
+
+Frames come out as `(H, W, 3)` uint8 arrays in name order (folders) or decode order (files). Writers put
+their output in place only when the last frame is written: until then they write to a hidden temporary
+file or folder next to the target, which is removed if anything fails, so no partial output survives.
+Every problem with an input (missing, empty, corrupt, truncated, mixed frame sizes) raises `VideoError`,
+a `ValueError` whose message names the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+DEFAULT_FPS = Fraction(25)
+
+
+class VideoError(ValueError):
+    """An unreadable or inconsistent video input, or an output that cannot be written."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds: `num_frames` frames of `height × width`, `fps` (None for frame folders)."""
+
+    path: Path
+    kind: str  # "frames" (a folder of images) or "file" (decoded with PyAV)
+    num_frames: int
+    height: int
+    width: int
+    fps: Fraction | None
+
+
+def is_video_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """The PNG / JPEG frames of `folder` in name order; `VideoError` if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VideoError(f"{str(folder)!r} is not a folder of frames")
+    frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not frames:
+        raise VideoError(f"folder {str(folder)!r} holds no frames (looked for {', '.join(IMAGE_SUFFIXES)} files)")
+    return frames
+
+
+def _open_container(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise VideoError(f"cannot open video {str(path)!r}: it is corrupt, truncated or not a video ({error})") from error
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{str(path)!r} has no video stream")
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame count, size and frame rate of a video file or a frame folder.
+
+    A folder's frames must all have the same size (only the image headers are read). A file's frames are
+    counted by demuxing (no decoding); corrupt data found later while decoding still raises `VideoError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from PIL import Image
+
+        frames = list_frames(path)
+        sizes = {}
+        for frame in frames:
+            try:
+                with Image.open(frame) as image:
+                    sizes.setdefault(image.size, frame)
+            except OSError as error:
+                raise VideoError(f"cannot read frame {str(frame)!r}: {error}") from error
+        if len(sizes) > 1:
+            described = ", ".join(f"{w}×{h} (first: {p.name})" for (w, h), p in sizes.items())
+            raise VideoError(f"frames in {str(path)!r} have mixed sizes: {described}; all frames must have one size")
+        (width, height), = sizes
+        return VideoInfo(path, "frames", len(frames), height, width, None)
+    if not path.is_file():
+        raise VideoError(f"{str(path)!r} does not exist (expected a video file or a folder of frames)")
+    import av
+
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        fps = Fraction(stream.average_rate) if stream.average_rate else None
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+        except av.error.FFmpegError as error:
+            raise VideoError(f"video {str(path)!r} is corrupt or truncated: {error}") from error
+    finally:
+        container.close()
+    if count == 0 or width <= 0 or height <= 0:
+        raise VideoError(f"video {str(path)!r} holds no frames")
+    return VideoInfo(path, "file", count, height, width, fps)
+
+
+def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Frames `start ≤ i < stop` of a video file or frame folder as `(H, W, 3)` uint8 RGB arrays."""
+    path = Path(path)
+    if path.is_dir():
+        from PIL import Image
+
+        for frame in list_frames(path)[start:stop]:
+            try:
+                with Image.open(frame) as image:
+                    yield np.asarray(image.convert("RGB"))
+            except OSError as error:
+                raise VideoError(f"cannot read frame {str(frame)!r}: {error}") from error
+        return
+    if not path.is_file():
+        raise VideoError(f"{str(path)!r} does not exist (expected a video file or a folder of frames)")
+    import av
+
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if stop is not None and index >= stop:
+                    break
+                if index >= start:
+                    yield frame.to_ndarray(format="rgb24")
+                index += 1
+        except av.error.FFmpegError as error:
+            raise VideoError(f"video {str(path)!r} is corrupt or truncated at frame {index}: {error}") from error
+    finally:
+        container.close()
+
+
+def to_tensor(frames: list[np.ndarray] | np.ndarray) -> Tensor:
+    """`(T, H, W, 3)` uint8 → `(T, 3, H, W)` float32 in [0, 1]."""
+    array = np.stack(frames) if isinstance(frames, list) else frames
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def to_uint8(frames: Tensor) -> np.ndarray:
+    """`(..., 3, H, W)` float in [0, 1] → `(..., H, W, 3)` uint8 (clamped, rounded)."""
+    array = frames.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).cpu()
+    return array.movedim(-3, -1).numpy()
+
+
+def read_video(path: str | Path, start: int = 0, count: int | None = None) -> Tensor:
+    """`count` frames from `start` (all by default) as `(T, 3, H, W)` float32 in [0, 1]."""
+    stop = None if count is None else start + count
+    frames = list(iter_frames(path, start, stop))
+    if not frames:
+        raise VideoError(f"{str(path)!r} has no frames in [{start}, {stop})")
+    if count is not None and len(frames) < count:
+        raise VideoError(f"{str(path)!r} has only {start + len(frames)} frames, asked for frames {start}..{stop - 1}")
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise VideoError(f"frames of {str(path)!r} have mixed sizes {sorted(shapes)}")
+    return to_tensor(frames)
+
+
+class VideoWriter:
+    """Writes `(H, W, 3)` uint8 frames to an mp4 file or a folder of PNGs, atomically.
+
+    Use as a context manager: the output appears at `path` only if the block finishes without an error.
+
+    Args:
+        path: `*.mp4` (or another video suffix) for a file, anything else for a folder of
+            `00000000.png`, `00000001.png`, ….
+        fps: frame rate of a video file.
+        crf: x264 constant rate factor (0 = best, 51 = worst; 18 is visually lossless).
+        preset: x264 speed / compression trade-off.
+        lossless: exact RGB (libx264rgb, crf 0); ignores `crf` and `pix_fmt`.
+        pix_fmt: "yuv420p" (plays everywhere; needs even sizes, odd ones are padded by one replicated
+            row / column) or "yuv444p" (keeps any size, fewer players).
+        overwrite: replace an existing `path`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: Fraction | float = DEFAULT_FPS,
+        crf: int = 18,
+        preset: str = "medium",
+        lossless: bool = False,
+        pix_fmt: str = "yuv420p",
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.is_file = is_video_file(self.path)
+        if self.path.exists() and not overwrite:
+            raise VideoError(f"output {str(self.path)!r} already exists (pass overwrite=True / --overwrite)")
+        if not 0 <= crf <= 51:
+            raise VideoError(f"crf={crf} must be in [0, 51]")
+        if pix_fmt not in ("yuv420p", "yuv444p"):
+            raise VideoError(f"pix_fmt={pix_fmt!r} must be 'yuv420p' or 'yuv444p'")
+        self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        if self.fps <= 0:
+            raise VideoError(f"fps={fps} must be > 0")
+        self.crf, self.preset, self.lossless, self.pix_fmt = crf, preset, lossless, pix_fmt
+        self.overwrite = overwrite
+        self.count = 0
+        self._tmp: Path | None = None
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_file:
+            handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent)
+            os.close(handle)
+            self._tmp = Path(name)
+        else:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        return self
+
+    def _open_stream(self, height: int, width: int) -> None:
+        import av
+
+        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        if self.lossless:
+            stream = self._container.add_stream("libx264rgb", rate=self.fps)
+            stream.pix_fmt = "rgb24"
+            stream.options = {"crf": "0", "preset": self.preset}
+        else:
+            stream = self._container.add_stream("libx264", rate=self.fps)
+            stream.pix_fmt = self.pix_fmt
+            stream.options = {"crf": str(self.crf), "preset": self.preset}
+        pad = self.pix_fmt == "yuv420p" and not self.lossless
+        self._pad = (height % 2 if pad else 0, width % 2 if pad else 0)
+        if any(self._pad):
+            log.warning(
+                "%s: yuv420p needs even sizes; padding %d×%d frames to %d×%d by replicating the last row/column "
+                "(use pix_fmt='yuv444p' or lossless to keep the size)",
+                self.path, height, width, height + self._pad[0], width + self._pad[1],
+            )
+        stream.height, stream.width = height + self._pad[0], width + self._pad[1]
+        self._stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one `(H, W, 3)` uint8 frame; every frame must have the first frame's size."""
+        if self._tmp is None:
+            raise RuntimeError("use VideoWriter as a context manager: `with VideoWriter(path) as writer:`")
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise VideoError(f"frame must be an (H, W, 3) uint8 array, got {frame.dtype} {frame.shape}")
+        if self._size is None:
+            self._size = frame.shape[:2]
+        elif frame.shape[:2] != self._size:
+            raise VideoError(f"frame {self.count} has size {frame.shape[:2]}, earlier frames {self._size}")
+        if self.is_file:
+            import av
+
+            if self._stream is None:
+                self._open_stream(*frame.shape[:2])
+            if any(self._pad):
+                frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts = self.count
+            video_frame.time_base = 1 / self.fps
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
+        else:
+            from PIL import Image
+
+            Image.fromarray(frame).save(self._tmp / f"{self.count:08d}.png")
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.count == 0:
+                    raise VideoError(f"no frames were written to {str(self.path)!r}")
+                if self._container is not None:
+                    for packet in self._stream.encode():
+                        self._container.mux(packet)
+                    self._container.close()
+                    self._container = None
+                if self.path.exists():  # overwrite was asked for in __init__
+                    shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        finally:
+            if self._container is not None:
+                try:
+                    self._container.close()
+                except Exception:  # noqa: BLE001 - the original error matters, not the cleanup's
+                    pass
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True) if self._tmp.is_dir() else self._tmp.unlink(missing_ok=True)
+                self._tmp = None

@@ -1,0 +1,134 @@
+"""The hyper-upsampling unit (DESIGN.md §4.5): content features × scale-only kernels, on any HR region.
+
+- feature branch: residual blocks on the state `g_t`, K×K unfold on the LR grid, bilinear sampling to the
+  HR grid → `s` `(N, C·K², H, W)`;
+- kernel branch: `HyperKernel` → `w` `(C·K², H, W)`, a function of the scale and the HR phase only;
+- `s ⊙ w`, folded on the HR grid (each product is scatter-added to its K×K HR neighbours, the authors'
+  default) or summed over the K² positions; 1×1 conv, LeakyReLU(0.1), 3×3 conv to RGB;
+- plus the bilinear upsample of the LR frame.
+
+Any rectangular region of the output is computed on its own: the region is widened by the fold's and the
+3×3 conv's halos, computed, and cropped, so a tile equals the same region of the full output. A large
+output is computed tile by tile (`tile_size`), which bounds memory by the tile, not the frame.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from videoanyup.functional.grid import Region, check_region
+from videoanyup.functional.resize import bilinear_upsample
+from videoanyup.layers.hyper_kernel import HyperKernel
+from videoanyup.layers.residual import ResidualBlock
+
+FOLD_MODES = ("fold", "sum")
+
+
+def _widen(region: Region, margin: int, size: tuple[int, int]) -> Region:
+    top, bottom, left, right = region
+    return (max(0, top - margin), min(size[0], bottom + margin), max(0, left - margin), min(size[1], right + margin))
+
+
+def tiles(region: Region, tile_size: int) -> list[Region]:
+    """Split a region into tiles of at most `tile_size`² pixels, row-major."""
+    top, bottom, left, right = region
+    return [
+        (y, min(y + tile_size, bottom), x, min(x + tile_size, right))
+        for y in range(top, bottom, tile_size)
+        for x in range(left, right, tile_size)
+    ]
+
+
+class HyperUpsampler(nn.Module):
+    """`(g_t, x_t)` at LR → the HR frame (or a region of it).
+
+    Args:
+        channels: C of the state.
+        num_blocks: residual blocks of the feature branch.
+        kernel_size: K (odd).
+        fold: "fold" (scatter-add to HR neighbours) or "sum" (plain sum over the K² positions).
+        tile_size: side of the HR tiles computed at once.
+        hyper: keyword arguments of `HyperKernel` (frequencies, group_dim, hidden, depth, omega).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        num_blocks: int,
+        kernel_size: int = 3,
+        fold: str = "fold",
+        tile_size: int = 192,
+        out_channels: int = 3,
+        hyper: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if fold not in FOLD_MODES:
+            raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.kernel_size, self.fold_mode, self.tile_size = kernel_size, fold, tile_size
+        self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_blocks)))
+        r = kernel_size // 2
+        offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]  # unfold's order
+        self.kernel = HyperKernel(channels, offsets, **(hyper or {}))
+        self.mix = nn.Conv2d(channels, channels, 1)
+        self.act = nn.LeakyReLU(0.1, inplace=True)
+        self.to_rgb = nn.Conv2d(channels, out_channels, 3, padding=1)
+
+    def forward(self, state: Tensor, frame: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
+        """Args:
+            state: `(N, C, h, w)` propagated state.
+            frame: `(N, 3, h, w)` LR frame (for the bilinear skip).
+            size: `(H, W)` of the full HR grid.
+            region: `(top, bottom, left, right)` of the HR grid to compute; None for all.
+        Returns:
+            `(N, 3, bottom − top, right − left)`.
+        """
+        size = (int(size[0]), int(size[1]))
+        region = check_region(region, size)
+        features = self.blocks(state)
+        unfolded = F.unfold(features, self.kernel_size, padding=self.kernel_size // 2)  # (N, C·K², h·w)
+        unfolded = unfolded.view(state.shape[0], -1, *state.shape[-2:])  # (N, C·K², h, w), channel c·K² + k
+        rows = []
+        for tile_row in self._tile_rows(region):
+            rows.append(torch.cat([self._tile(unfolded, frame, size, tile) for tile in tile_row], dim=-1))
+        return torch.cat(rows, dim=-2)
+
+    def _tile_rows(self, region: Region) -> list[list[Region]]:
+        all_tiles = tiles(region, self.tile_size)
+        per_row = len(range(region[2], region[3], self.tile_size))
+        return [all_tiles[i : i + per_row] for i in range(0, len(all_tiles), per_row)]
+
+    def fused_features(self, unfolded: Tensor, lr_size: tuple[int, int], size: tuple[int, int], region: Region) -> Tensor:
+        """`fold(s ⊙ w)` on `region` (exact there): `(N, C, th, tw)`."""
+        n, ck2 = unfolded.shape[:2]
+        k2 = self.kernel_size**2
+        margin = self.kernel_size // 2 if self.fold_mode == "fold" else 0
+        wide = _widen(region, margin, size)
+        sampled = bilinear_upsample(unfolded, size, wide)  # (N, C·K², wh, ww)
+        kernels = self.kernel(lr_size, size, wide)  # (K², C, wh, ww)
+        kernels = kernels.transpose(0, 1).reshape(ck2, *kernels.shape[-2:]).to(sampled.dtype)  # (C·K², wh, ww)
+        product = sampled * kernels
+        wh, ww = product.shape[-2:]
+        if self.fold_mode == "sum":
+            return product.view(n, ck2 // k2, k2, wh, ww).sum(dim=2)
+        folded = F.fold(
+            product.view(n, ck2, wh * ww), (wh, ww), self.kernel_size, padding=self.kernel_size // 2
+        )  # (N, C, wh, ww): each product scatter-added to its K×K neighbours
+        top, bottom, left, right = region
+        return folded[..., top - wide[0] : bottom - wide[0], left - wide[2] : right - wide[2]]
+
+    def _tile(self, unfolded: Tensor, frame: Tensor, size: tuple[int, int], region: Region) -> Tensor:
+        lr_size = tuple(unfolded.shape[-2:])
+        inner = _widen(region, 1, size)  # the 3×3 conv's halo, inside the frame
+        fused = self.act(self.mix(self.fused_features(unfolded, lr_size, size, inner)))  # (N, C, ih, iw)
+        top, bottom, left, right = region
+        # Zero padding where the halo leaves the frame, as the full-frame conv would see.
+        pad = (1 - (left - inner[2]), 1 - (inner[3] - right), 1 - (top - inner[0]), 1 - (inner[1] - bottom))
+        residual = F.conv2d(F.pad(fused, pad), self.to_rgb.weight, self.to_rgb.bias)  # (N, 3, th, tw)
+        return residual + bilinear_upsample(frame, size, region)

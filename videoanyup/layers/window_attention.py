@@ -1,0 +1,291 @@
+"""RGB-guided local-window cross-attention from LR feature cells to HR queries (DESIGN.md §5.3–5.4).
+
+Every HR pixel (query) attends to a window of `window × window` LR cells centred on its nearest LR cell
+(`functional.grid.axis_phases(...).nearest`). The window has a fixed size in LR cells, whatever the token
+count. Cells of a window that fall outside the frame are masked with an additive −inf bias; the window
+is neither shrunk nor shifted, and its centre is always inside, so no query is left without keys.
+
+HR queries that share a nearest LR cell share a window. The layer groups them: along each axis the HR
+positions with nearest LR index i form a contiguous run, so the queries of cell (i, j) are a rectangle
+of HR pixels. Keys and raw values are gathered once per LR cell (`(cells, window², ·)`), and attention
+runs with batch = LR cells, queries = that cell's HR pixels (padded to the longest run when the scale is
+not an integer), keys = the window. Nothing of size (H·W × h·w) or (H·W × window² × C) is ever built;
+cells are processed in chunks of at most `query_tile` HR queries, so working memory grows with
+`query_tile × window²` and the output, not with the token count.
+
+The per-head probabilities (plus the hyper-kernel logit prior) are averaged over heads and multiply the
+raw LR feature vectors: every output vector is a convex combination of its window's input vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from videoanyup.functional.grid import axis_phases
+from videoanyup.layers.attention_backend import attention_probabilities, check_backend
+from videoanyup.layers.hyper_kernel import HyperKernel
+
+DEFAULT_QUERY_TILE = 1 << 16
+PRIOR_CLASS_LIMIT = 1 << 24
+
+
+@dataclass(frozen=True)
+class AxisRuns:
+    """How the HR positions of one axis group into runs that share a nearest LR index.
+
+    Attributes:
+        start: `(n + 1,)` int64, HR index where the run of LR index i starts (`start[n]` = HR length).
+        count: `(n,)` int64, run lengths (0 only when the HR axis is shorter than the LR one).
+        slots: `(n, R)` int64, HR index of slot r of run i, or −1 past the run's end; R = longest run.
+    """
+
+    start: Tensor
+    count: Tensor
+    slots: Tensor
+
+    @property
+    def longest(self) -> int:
+        return self.slots.shape[1]
+
+
+def axis_runs(lr_len: int, hr_len: int) -> AxisRuns:
+    """Runs of HR positions per nearest LR index along one axis (CPU tensors)."""
+    nearest = axis_phases(lr_len, hr_len).nearest.clamp(0, lr_len - 1)  # (H,), non-decreasing
+    count = torch.bincount(nearest, minlength=lr_len)  # (h,)
+    start = torch.zeros(lr_len + 1, dtype=torch.int64)
+    start[1:] = torch.cumsum(count, 0)
+    longest = max(1, int(count.max()))
+    slot = torch.arange(longest)
+    slots = start[:-1, None] + slot[None, :]  # (h, R)
+    slots = torch.where(slot[None, :] < count[:, None], slots, torch.full_like(slots, -1))
+    return AxisRuns(start=start, count=count, slots=slots)
+
+
+def window_offsets(window: int) -> list[tuple[int, int]]:
+    """The (dy, dx) offsets of a `window × window` window, row-major, centre at index window²//2."""
+    radius = window // 2
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+def window_neighbours(h: int, w: int, window: int) -> tuple[Tensor, Tensor]:
+    """Flat LR indices of each cell's window, and which of them lie inside the frame.
+
+    Returns:
+        `(h·w, window²)` int64 indices (h·w, one past the last cell, for cells outside), and
+        `(h·w, window²)` bool validity.
+    """
+    offsets = torch.tensor(window_offsets(window), dtype=torch.int64)  # (window², 2)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ny = ys.reshape(-1, 1) + offsets[None, :, 0]  # (h·w, window²)
+    nx = xs.reshape(-1, 1) + offsets[None, :, 1]
+    valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    index = torch.where(valid, ny * w + nx, torch.full_like(ny, h * w))
+    return index, valid
+
+
+class WindowAttention(nn.Module):
+    """Convex window attention: HR queries from the guidance, LR keys, raw LR features as values.
+
+    Args:
+        query_channels: channels of the HR guidance features.
+        key_channels: channels of the LR key features.
+        heads: attention heads (their probabilities are averaged).
+        head_dim: query/key width per head.
+        window: side of the LR window, odd.
+        prior: whether to add the hyper-kernel logit prior over (scale, HR phase, window offset).
+        prior_options: options of `HyperKernel` (frequencies, group_dim, hidden, depth).
+        backend: "sdpa" (default), "math" or "xformers" (CUDA), see `attention_backend`.
+    """
+
+    def __init__(
+        self,
+        query_channels: int,
+        key_channels: int,
+        *,
+        heads: int = 4,
+        head_dim: int = 16,
+        window: int = 7,
+        prior: bool = True,
+        prior_options: dict | None = None,
+        backend: str = "sdpa",
+    ) -> None:
+        super().__init__()
+        if window < 1 or window % 2 != 1:
+            raise ValueError(f"window must be an odd number >= 1, got {window}")
+        self.heads, self.head_dim, self.window = heads, head_dim, window
+        self.backend = check_backend(backend)
+        self.query = nn.Conv2d(query_channels, heads * head_dim, 1)
+        self.key = nn.Conv2d(key_channels, heads * head_dim, 1)
+        self.prior = HyperKernel(heads, window_offsets(window), **(prior_options or {})) if prior else None
+        self._geometry: dict[tuple, tuple] = {}
+
+    def geometry(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> tuple:
+        """(row runs, column runs, window indices, window validity) for a grid, cached per grid."""
+        key = (lr_size, hr_size, str(device))
+        if key not in self._geometry:
+            rows, cols = axis_runs(lr_size[0], hr_size[0]), axis_runs(lr_size[1], hr_size[1])
+            index, valid = window_neighbours(lr_size[0], lr_size[1], self.window)
+            self._geometry.clear()
+            self._geometry[key] = (rows, cols, index.to(device), valid.to(device))
+        return self._geometry[key]
+
+    def prior_classes(self, lr_size: tuple[int, int], hr_size: tuple[int, int], rows: AxisRuns, cols: AxisRuns):
+        """The logit prior grouped by classes of LR cells with the same HR phases in every slot.
+
+        Along an axis, the phases of a run's slots repeat from run to run (at an integer scale every run
+        has the same phases), so a few classes of runs cover the grid. Returns
+        `(table (Kr·Kc, heads, R·S, window²), row class (h,), column class (w,), Kc)`, or None when the table
+        would exceed `PRIOR_CLASS_LIMIT` values or the phase cache is off (then the prior is gathered per
+        block).
+        """
+        if self.prior is None or not self.prior.cacheable(lr_size, hr_size):
+            return None
+        row_period = axis_phases(lr_size[0], hr_size[0], 0, 0).period
+        col_period = axis_phases(lr_size[1], hr_size[1], 0, 0).period
+        row_patterns, row_class = torch.unique(rows.slots.clamp_min(0) % row_period, dim=0, return_inverse=True)
+        col_patterns, col_class = torch.unique(cols.slots.clamp_min(0) % col_period, dim=0, return_inverse=True)
+        size = row_patterns.numel() * col_patterns.numel() * self.prior.num_offsets * self.heads
+        if size > PRIOR_CLASS_LIMIT:
+            return None
+        kernels = self.prior.phase_kernels(lr_size, hr_size)  # (P_h, P_w, window², heads)
+        device = kernels.device
+        table = kernels.index_select(0, row_patterns.reshape(-1).to(device))
+        table = table.index_select(1, col_patterns.reshape(-1).to(device))  # (Kr·R, Kc·S, window², heads)
+        table = rearrange(
+            table, "(kr r) (kc s) o e -> (kr kc) e (r s) o", kr=row_patterns.shape[0], kc=col_patterns.shape[0]
+        )
+        return table.contiguous(), row_class, col_class, col_patterns.shape[0]
+
+    def forward(
+        self,
+        guidance: Tensor,
+        key_feats: Tensor,
+        values: Tensor,
+        *,
+        query_tile: int | None = None,
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """Upsample `values` to the guidance's grid.
+
+        Args:
+            guidance: `(N, Cq, H, W)` HR guidance features; the output grid is (H, W).
+            key_feats: `(N, Ck, h, w)` LR key features.
+            values: `(N, C, h, w)` raw LR feature vectors (any C).
+            query_tile: the most HR queries processed at once (memory bound; result does not depend on it).
+            out: optional `(N, C, H, W)` tensor to write into (e.g. a slice of a larger output).
+        Returns:
+            `(N, C, H, W)`: at each HR pixel a convex combination of the values in its window.
+        """
+        n, c, h, w = values.shape
+        hr_size = (int(guidance.shape[-2]), int(guidance.shape[-1]))
+        rows, cols, index, valid = self.geometry((h, w), hr_size, values.device)
+        if out is None:
+            out = values.new_empty(n, c, *hr_size)
+        tile = DEFAULT_QUERY_TILE if query_tile is None else int(query_tile)
+        if tile < 1:
+            raise ValueError(f"query_tile must be a positive integer, got {query_tile!r}")
+
+        keys = self.key(key_feats.to(self.key.weight.dtype))  # (N, heads·d, h, w)
+        keys_flat = torch.cat(
+            [rearrange(keys, "n e h w -> n (h w) e"), keys.new_zeros(n, 1, keys.shape[1])], dim=1
+        )  # (N, h·w + 1, heads·d), the last row stands for cells outside the frame
+        values_flat = torch.cat([rearrange(values, "n c h w -> n (h w) c"), values.new_zeros(n, 1, c)], dim=1)
+        mask = torch.zeros(valid.shape, device=keys.device, dtype=keys.dtype)  # (h·w, window²)
+        mask = mask.masked_fill(~valid, float("-inf"))
+        classes = self.prior_classes((h, w), hr_size, rows, cols)
+
+        per_cell = rows.longest * cols.longest
+        cells = max(1, tile // (per_cell * n))
+        block_rows, block_cols = (max(1, cells // w), w) if cells >= w else (1, cells)
+        for i0 in range(0, h, block_rows):
+            i1 = min(h, i0 + block_rows)
+            for j0 in range(0, w, block_cols):
+                j1 = min(w, j0 + block_cols)
+                inputs = (guidance, keys_flat, values_flat, mask, index, rows, cols, classes)
+                self._block(*inputs, (i0, i1, j0, j1), (h, w), out)
+        return out
+
+    def _block_prior(self, classes, rows: AxisRuns, cols: AxisRuns, block, lr_size, hr_size, device) -> Tensor:
+        """The logit prior of a block of cells: `(cells or 1, heads, R·S, window²)`."""
+        i0, i1, j0, j1 = block
+        if classes is not None:
+            table, row_class, col_class, col_classes = classes
+            rc, cc = row_class[i0:i1], col_class[j0:j1]
+            if bool((rc == rc[0]).all()) and bool((cc == cc[0]).all()):  # one class: broadcast, no copy
+                return table[int(rc[0]) * col_classes + int(cc[0])][None]  # (1, heads, R·S, window²)
+            flat = (rc[:, None] * col_classes + cc[None, :]).reshape(-1).to(device)  # (cells,)
+            return table.index_select(0, flat)  # (cells, heads, R·S, window²)
+        top, bottom = int(rows.start[i0]), int(rows.start[i1])
+        left, right = int(cols.start[j0]), int(cols.start[j1])
+        prior = self.prior(lr_size, hr_size, (top, bottom, left, right))  # (window², heads, th, tw)
+        row_local = (rows.slots[i0:i1] - top).clamp_min(0).reshape(-1).to(device)
+        col_local = (cols.slots[j0:j1] - left).clamp_min(0).reshape(-1).to(device)
+        prior = prior.index_select(2, row_local).index_select(3, col_local)  # (o, heads, hb·R, wb·S)
+        return rearrange(prior, "o e (hb r) (wb s) -> (hb wb) e (r s) o", hb=i1 - i0, wb=j1 - j0)
+
+    def _block(
+        self,
+        guidance: Tensor,
+        keys_flat: Tensor,
+        values_flat: Tensor,
+        mask: Tensor,
+        index: Tensor,
+        rows: AxisRuns,
+        cols: AxisRuns,
+        classes,
+        block: tuple[int, int, int, int],
+        lr_size: tuple[int, int],
+        out: Tensor,
+    ) -> None:
+        """Attention for the LR cells `[i0, i1) × [j0, j1)` and the HR rectangle they own."""
+        i0, i1, j0, j1 = block
+        hb, wb = i1 - i0, j1 - j0
+        r, s = rows.longest, cols.longest
+        top, bottom = int(rows.start[i0]), int(rows.start[i1])
+        left, right = int(cols.start[j0]), int(cols.start[j1])
+        if bottom <= top or right <= left:
+            return  # these cells own no HR pixel (output smaller than the grid)
+        n, device = guidance.shape[0], guidance.device
+        row_slots, col_slots = rows.slots[i0:i1], cols.slots[j0:j1]  # (hb, R), (wb, S)
+        padded_rows, padded_cols = row_slots.numel() != bottom - top, col_slots.numel() != right - left
+
+        region = guidance[:, :, top:bottom, left:right].to(self.query.weight.dtype)  # (N, Cq, th, tw)
+        if padded_rows:  # repeat a real row in the padding slots; their outputs are dropped below
+            region = region.index_select(2, (row_slots - top).clamp_min(0).reshape(-1).to(device))
+        if padded_cols:
+            region = region.index_select(3, (col_slots - left).clamp_min(0).reshape(-1).to(device))
+        region = rearrange(region, "n c (hb r) (wb s) -> n (hb wb) (r s) c", hb=hb, wb=wb)  # (N, cells, R·S, Cq)
+        q = F.linear(region, self.query.weight.flatten(1), self.query.bias)  # (N, cells, R·S, heads·d)
+        q = rearrange(q, "n m l (e d) -> n m e l d", e=self.heads)  # (N, cells, heads, R·S, d)
+
+        cell_ids = (
+            torch.arange(i0, i1, device=device)[:, None] * lr_size[1] + torch.arange(j0, j1, device=device)[None, :]
+        ).reshape(-1)  # (cells,)
+        neighbours = index.index_select(0, cell_ids)  # (cells, window²)
+        k = rearrange(keys_flat[:, neighbours], "n m o (e d) -> n m e o d", e=self.heads)  # (N, cells, heads, window², d)
+        v = values_flat[:, neighbours]  # (N, cells, window², C), gathered once per cell
+
+        bias = mask.index_select(0, cell_ids)[:, None, None, :]  # (cells, 1, 1, window²)
+        if self.prior is not None:
+            prior = self._block_prior(classes, rows, cols, block, lr_size, tuple(out.shape[-2:]), device)
+            bias = bias + prior.to(q.dtype)  # (cells, heads, R·S, window²)
+
+        probs = attention_probabilities(q, k, bias[None], backend=self.backend)  # (N, cells, heads, R·S, window²)
+        weights = probs.mean(dim=2).to(v.dtype)  # (N, cells, R·S, window²)
+        mixed = torch.matmul(weights, v)  # (N, cells, R·S, C)
+        mixed = mixed.view(n, hb, wb, r, s, -1).permute(0, 5, 1, 3, 2, 4)  # (N, C, hb, R, wb, S), a view
+        target = out[:, :, top:bottom, left:right]
+        if not (padded_rows or padded_cols):
+            target.unflatten(3, (wb, s)).unflatten(2, (hb, r)).copy_(mixed)
+            return
+        mixed = mixed.reshape(n, -1, hb * r, wb * s)  # (N, C, hb·R, wb·S)
+        if padded_rows:  # drop the padding slots (non-integer scales)
+            mixed = mixed.index_select(2, (row_slots.reshape(-1) >= 0).nonzero().squeeze(1).to(device))
+        if padded_cols:
+            mixed = mixed.index_select(3, (col_slots.reshape(-1) >= 0).nonzero().squeeze(1).to(device))
+        target.copy_(mixed)

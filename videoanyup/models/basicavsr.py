@@ -1,0 +1,290 @@
+"""BasicAVSR: arbitrary-scale video super-resolution (DESIGN.md §4).
+
+Per frame: Laplacian frequency prior → feature extraction; SPyNet flows between neighbours; recurrent
+propagation with second-order motion compensation in one of three modes; the hyper-upsampling unit with
+scale-only kernels; plus the bilinear upsample of the frame.
+
+Modes:
+- `bidirectional` (offline): a backward branch, then a forward branch that also reads the backward state;
+- `unidirectional` (online): the forward branch alone; output t never depends on frames after t;
+- `lookahead` (delay k): the forward branch, reading the features of frames t+1..t+k warped to t
+  (mirrored padding at the end of the clip) in the slot where the backward state would be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from videoanyup.functional.grid import Region, check_region, output_size
+from videoanyup.functional.warp import compose_flows, flow_warp
+from videoanyup.layers.frequency_prior import FrequencyPrior
+from videoanyup.layers.hyper_upsampler import HyperUpsampler
+from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
+from videoanyup.layers.residual import ResidualStack
+from videoanyup.layers.spynet import SPyNet
+from videoanyup.validation import check_video
+
+MODES = ("bidirectional", "unidirectional", "lookahead")
+
+
+@dataclass(frozen=True)
+class BasicAVSRConfig:
+    """Architecture of a BasicAVSR network (the fields of `config.json`)."""
+
+    channels: int = 64
+    extract_blocks: int = 5
+    propagation_blocks: int = 17
+    upsample_blocks: int = 5
+    pyramid_levels: int = 3
+    attention_window: int = 2
+    deform_groups: int = 16
+    offset_layers: int = 3
+    lookahead: int = 2
+    lookahead_blocks: int = 1
+    kernel_size: int = 3
+    fold: str = "fold"
+    hyper_frequencies: int = 16
+    hyper_group_dim: int = 32
+    hyper_hidden: int = 16
+    hyper_depth: int = 3
+    tile_size: int = 192
+    mode: str = "bidirectional"
+
+
+CONFIGS = {
+    # ≈ 6.2 M parameters (SPyNet's 1.44 M included), the size reported for the paper's model.
+    "paper": BasicAVSRConfig(),
+    # Trains on a laptop CPU: half the channels, few blocks, 4 deformable groups and a 1-layer offset net.
+    "lite": BasicAVSRConfig(
+        channels=32,
+        extract_blocks=2,
+        propagation_blocks=3,
+        upsample_blocks=2,
+        deform_groups=4,
+        offset_layers=1,
+    ),
+}
+
+
+def mirrored_index(index: int, length: int) -> int:
+    """Frame index with mirrored padding past the end of a clip of `length` frames (…, T−2, T−1, T−2, …)."""
+    return index if index < length else max(0, 2 * (length - 1) - index)
+
+
+class BasicAVSR(nn.Module):
+    """Arbitrary-scale video super-resolution network.
+
+    Args:
+        config: the architecture; see `CONFIGS` for the named ones.
+        trained_modes: the propagation modes the weights were trained for (None: untrained, all allowed).
+    """
+
+    def __init__(self, config: BasicAVSRConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
+        super().__init__()
+        config = BasicAVSRConfig() if config is None else config
+        if config.mode not in MODES:
+            raise ValueError(f"config.mode must be one of {MODES}, got {config.mode!r}")
+        self.config = config
+        self.trained_modes = None if trained_modes is None else tuple(trained_modes)
+        c = config.channels
+        self.spynet = SPyNet()
+        self.prior = FrequencyPrior(3, config.pyramid_levels)
+        self.extractor = ResidualStack(6, c, config.extract_blocks)
+
+        def align() -> SecondOrderMotionCompensation:
+            return SecondOrderMotionCompensation(
+                c, window=config.attention_window, deform_groups=config.deform_groups, offset_layers=config.offset_layers
+            )
+
+        self.backward_align, self.forward_align = align(), align()
+        self.backward_branch = ResidualStack(2 * c, c, config.propagation_blocks)
+        self.forward_branch = ResidualStack(3 * c, c, config.propagation_blocks)
+        self.lookahead_fuse = ResidualStack((config.lookahead + 1) * c, c, config.lookahead_blocks)
+        self.upsampler = HyperUpsampler(
+            c,
+            num_blocks=config.upsample_blocks,
+            kernel_size=config.kernel_size,
+            fold=config.fold,
+            tile_size=config.tile_size,
+            hyper=dict(
+                frequencies=config.hyper_frequencies,
+                group_dim=config.hyper_group_dim,
+                hidden=config.hyper_hidden,
+                depth=config.hyper_depth,
+            ),
+        )
+
+    # -- construction and checkpoints ------------------------------------------------------------
+    @classmethod
+    def from_config(cls, name: str = "paper", **overrides) -> "BasicAVSR":
+        """A fresh network of a named configuration (`CONFIGS`), with optional field overrides."""
+        if name not in CONFIGS:
+            raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
+        known = {f.name for f in fields(BasicAVSRConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown BasicAVSRConfig fields {unknown}; known: {sorted(known)}")
+        return cls(replace(CONFIGS[name], **overrides))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write `model.safetensors` and `config.json` (architecture + the modes the weights serve)."""
+        record = asdict(self.config) | {"trained_modes": None if self.trained_modes is None else list(self.trained_modes)}
+        return save_checkpoint(folder, self, record)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path) -> "BasicAVSR":
+        """Load a checkpoint folder or bundled weights by name, strictly."""
+        folder = resolve_checkpoint(path_or_name, "basicavsr")
+        record, state = read_checkpoint(folder)
+        trained_modes = record.pop("trained_modes", None)
+        known = {f.name for f in fields(BasicAVSRConfig)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"{folder}/config.json has fields BasicAVSRConfig does not know: {unknown}")
+        model = cls(BasicAVSRConfig(**record), trained_modes=trained_modes)
+        load_state_strict(model, state, str(folder))
+        return model
+
+    def check_mode(self, mode: str | None) -> str:
+        mode = self.config.mode if mode is None else mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if self.trained_modes is not None and mode not in self.trained_modes:
+            raise ValueError(
+                f"mode={mode!r}: these weights were trained for {list(self.trained_modes)} only; other modes "
+                "are out of distribution (train a checkpoint for that mode, or pick one of those)"
+            )
+        return mode
+
+    # -- the method's steps -----------------------------------------------------------------------
+    def extract(self, frames: Tensor) -> Tensor:
+        """Features with the frequency prior: `(N, 3, h, w)` → `(N, C, h, w)`."""
+        return self.extractor(torch.cat([frames, self.prior(frames)], dim=1))
+
+    def flows(self, ref: Tensor, supp: Tensor) -> Tensor:
+        """SPyNet flows between frame sequences: `(B, T', 3, h, w)` ×2 → `(B, T', 2, h, w)`, ref → supp."""
+        b = ref.shape[0]
+        flow = self.spynet(rearrange(ref, "b t c h w -> (b t) c h w"), rearrange(supp, "b t c h w -> (b t) c h w"))
+        return rearrange(flow, "(b t) c h w -> b t c h w", b=b)
+
+    def recurrent_step(
+        self,
+        branch: nn.Module,
+        align: nn.Module,
+        feat: Tensor,
+        extra: list[Tensor],
+        prev: list[Tensor],
+        flows: list[Tensor],
+    ) -> Tensor:
+        """One propagation step: align the last two states to frame t, then update the state.
+
+        Args:
+            feat: `(B, C, h, w)` features of frame t.
+            extra: further inputs of the branch (the other branch's state, the look-ahead context).
+            prev: the states of t−1 and t−2 that exist so far (0, 1 or 2 of them), `(B, C, h, w)` each.
+            flows: `[f_{t→t−1}, f_{t−1→t−2}]`, as many as `prev` holds, `(B, 2, h, w)` each.
+        Returns:
+            the state `g_t`, `(B, C, h, w)`.
+        """
+        prev1 = prev[0] if prev else None
+        prev2 = prev[1] if len(prev) > 1 else None
+        flow1 = flows[0] if prev else None
+        flow2 = compose_flows(flows[0], flows[1]) if len(prev) > 1 else None
+        aligned = align(feat, prev1, prev2, flow1, flow2)
+        return branch(torch.cat([feat, *extra, aligned], dim=1))
+
+    def propagate_backward(self, feats: Tensor, flows_to_next: Tensor) -> Tensor:
+        """The backward branch: `(B, T, C, h, w)` features, `(B, T−1, 2, h, w)` flows t→t+1 → states."""
+        t = feats.shape[1]
+        states: list[Tensor] = [None] * t  # type: ignore[list-item]
+        for i in range(t - 1, -1, -1):
+            prev = [states[j] for j in (i + 1, i + 2) if j < t]
+            flows = [flows_to_next[:, j - 1] for j in (i + 1, i + 2) if j < t]
+            states[i] = self.recurrent_step(self.backward_branch, self.backward_align, feats[:, i], [], prev, flows)
+        return torch.stack(states, dim=1)
+
+    def lookahead_context(self, feat: Tensor, future_feats: list[Tensor], future_flows: list[Tensor]) -> Tensor:
+        """Features of t+1..t+k warped to t and fused with those of t.
+
+        Args:
+            feat: `(B, C, h, w)` features of frame t.
+            future_feats: k tensors `(B, C, h, w)`, frames t+1..t+k (mirrored past the clip's end).
+            future_flows: k tensors `(B, 2, h, w)`, the flows between consecutive frames t+j−1 → t+j.
+        Returns:
+            `(B, C, h, w)` context.
+        """
+        warped, flow = [], None
+        for future, step in zip(future_feats, future_flows):
+            flow = step if flow is None else compose_flows(flow, step)  # f_{t→t+j}
+            warped.append(flow_warp(future, flow))
+        return self.lookahead_fuse(torch.cat([feat, *warped], dim=1))
+
+    def _lookahead_contexts(self, lr: Tensor, feats: Tensor) -> Tensor:
+        """Look-ahead contexts of every frame, `(B, T, C, h, w)`."""
+        t, k = lr.shape[1], self.config.lookahead
+        padded = [mirrored_index(i, t) for i in range(t + k)]
+        steps = self.flows(lr[:, padded[:-1]], lr[:, padded[1:]])  # (B, T+k−1, 2, h, w)
+        contexts = []
+        for i in range(t):
+            future_feats = [feats[:, padded[i + j]] for j in range(1, k + 1)]
+            future_flows = [steps[:, i + j - 1] for j in range(1, k + 1)]
+            contexts.append(self.lookahead_context(feats[:, i], future_feats, future_flows))
+        return torch.stack(contexts, dim=1)
+
+    def forward(
+        self,
+        lr: Tensor,
+        *,
+        scale: float | Sequence[float] | None = None,
+        size: Sequence[int] | None = None,
+        mode: str | None = None,
+        region: Region | None = None,
+    ) -> Tensor:
+        """Upscale a clip.
+
+        Args:
+            lr: `(B, T, 3, h, w)` RGB in [0, 1] (or one frame `(B, 3, h, w)`).
+            scale: `a` or `(a, b)`: output `(round(a·h), round(b·w))`. Exactly one of scale and size.
+            size: `(H, W)`.
+            mode: "bidirectional", "unidirectional" or "lookahead" (default: the config's).
+            region: `(top, bottom, left, right)` of the HR grid to compute (e.g. a training crop).
+        Returns:
+            `(B, T, 3, H, W)` (or the region; `(B, 3, …)` for a single frame).
+        """
+        lr, was_image = check_video(lr, "lr")
+        mode = self.check_mode(mode)
+        b, t, _, h, w = lr.shape
+        hr_size = output_size(h, w, scale=scale, size=size)
+        region = check_region(region, hr_size)
+
+        feats = rearrange(self.extract(rearrange(lr, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=b)
+        flows_to_prev = self.flows(lr[:, 1:], lr[:, :-1]) if t > 1 else None  # f_{t→t−1}, (B, T−1, 2, h, w)
+        if mode == "bidirectional":
+            flows_to_next = self.flows(lr[:, :-1], lr[:, 1:]) if t > 1 else None  # f_{t→t+1}
+            context = self.propagate_backward(feats, flows_to_next)
+        elif mode == "lookahead":
+            context = self._lookahead_contexts(lr, feats)
+        else:
+            context = torch.zeros_like(feats)
+
+        outputs, prev = [], []
+        for i in range(t):
+            flows = [flows_to_prev[:, j - 1] for j in (i, i - 1) if j >= 1][: len(prev)]
+            state = self.recurrent_step(self.forward_branch, self.forward_align, feats[:, i], [context[:, i]], prev, flows)
+            prev = [state, *prev][:2]
+            outputs.append(self.upsampler(state, lr[:, i], hr_size, region))
+        out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
+        return out[:, 0] if was_image else out
+
+    def stream(self, *, scale=None, size=None, mode: str | None = None):
+        """An online upscaler for "unidirectional" or "lookahead" mode: push frames, get HR frames back."""
+        from videoanyup.models.basicavsr_stream import BasicAVSRStream
+
+        return BasicAVSRStream(self, scale=scale, size=size, mode=mode)

@@ -1,0 +1,120 @@
+"""Online BasicAVSR: push LR frames one at a time, receive HR frames as soon as they are ready.
+
+The stream runs the same steps as `BasicAVSR.forward` in "unidirectional" or "lookahead" mode and keeps
+only what the next steps need — the last two states, the last flow, and (look-ahead) the last k + 1 frames
+and their features — so its memory does not grow with the number of frames. In look-ahead mode output t
+is returned when frame t + k arrives; `flush()` finishes the clip with mirrored padding.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from videoanyup.functional.grid import output_size
+from videoanyup.models.basicavsr import mirrored_index
+from videoanyup.validation import check_tensor, check_finite
+
+
+class BasicAVSRStream:
+    """Frame-by-frame upscaling with a fixed memory footprint.
+
+    Args:
+        model: a `BasicAVSR`.
+        scale / size: as in `BasicAVSR.forward` (exactly one).
+        mode: "unidirectional" or "lookahead" (default: the model's, which must be one of them).
+    """
+
+    def __init__(self, model, *, scale: float | Sequence[float] | None = None, size: Sequence[int] | None = None, mode: str | None = None) -> None:
+        mode = model.check_mode(mode)
+        if mode not in ("unidirectional", "lookahead"):
+            raise ValueError(f"mode={mode!r} cannot stream: use 'unidirectional' or 'lookahead' (bidirectional needs the whole clip)")
+        if (scale is None) == (size is None):
+            raise ValueError(f"give exactly one of scale and size, got scale={scale!r}, size={size!r}")
+        self.model, self.mode, self.scale, self.size = model, mode, scale, size
+        self.k = model.config.lookahead if mode == "lookahead" else 0
+        self.hr_size: tuple[int, int] | None = None
+        self.lr_shape: tuple[int, ...] | None = None
+        self.frames: deque[Tensor] = deque(maxlen=self.k + 1)  # the last k+1 LR frames (look-ahead window)
+        self.feats: deque[Tensor] = deque(maxlen=self.k + 1)
+        self.steps: deque[Tensor] = deque(maxlen=self.k)  # flows frame j → j+1 inside the window
+        self.prev_states: list[Tensor] = []  # g_{t−1}, g_{t−2}
+        self.prev_flow: Tensor | None = None  # f_{t−1→t−2}
+        self.prev_frame: Tensor | None = None  # LR frame t−1 of the forward branch
+        self.pushed = 0  # frames received
+        self.emitted = 0  # HR frames returned
+
+    def _check_frame(self, frame: Tensor) -> Tensor:
+        frame = check_tensor(frame, "frame")
+        if frame.dim() != 4 or frame.shape[1] != 3 or min(frame.shape) == 0:
+            raise ValueError(f"frame must have shape (B, 3, h, w), got {tuple(frame.shape)}")
+        if self.lr_shape is not None and tuple(frame.shape) != self.lr_shape:
+            raise ValueError(f"frame must keep the stream's shape {self.lr_shape}, got {tuple(frame.shape)}")
+        check_finite(frame, "frame")
+        if self.lr_shape is None:
+            self.lr_shape = tuple(frame.shape)
+            self.hr_size = output_size(*frame.shape[-2:], scale=self.scale, size=self.size)
+        return frame
+
+    @torch.no_grad()
+    def push(self, frame: Tensor) -> list[Tensor]:
+        """Add LR frame `(B, 3, h, w)`; returns the HR frames `(B, 3, H, W)` that became ready (0 or 1)."""
+        frame = self._check_frame(frame)
+        model = self.model
+        if self.frames:
+            self.steps.append(model.spynet(self.frames[-1], frame))  # f_{j→j+1}
+        self.frames.append(frame)
+        self.feats.append(model.extract(frame))
+        self.pushed += 1
+        if self.pushed <= self.k:
+            return []
+        return [self._emit(list(self.frames), list(self.feats), list(self.steps))]
+
+    @torch.no_grad()
+    def flush(self) -> list[Tensor]:
+        """Finish the clip: the HR frames still waiting for look-ahead frames, with mirrored padding."""
+        out = []
+        total = self.pushed
+        history = list(self.frames)
+        history_feats = list(self.feats)
+        first = total - len(history)  # clip index of history[0]
+        while self.emitted < total:
+            t = self.emitted
+            window = [mirrored_index(t + j, total) - first for j in range(self.k + 1)]
+            frames = [history[i] for i in window]
+            feats = [history_feats[i] for i in window]
+            steps = [self.model.spynet(frames[j], frames[j + 1]) for j in range(self.k)]
+            out.append(self._emit(frames, feats, steps))
+        self.frames.clear()
+        self.feats.clear()
+        self.steps.clear()
+        return out
+
+    def _emit(self, frames: list[Tensor], feats: list[Tensor], steps: list[Tensor]) -> Tensor:
+        """Run the forward branch for frame t = frames[0] and upsample it."""
+        model = self.model
+        frame, feat = frames[0], feats[0]
+        if self.mode == "lookahead":
+            context = model.lookahead_context(feat, feats[1:], steps)
+        else:
+            context = torch.zeros_like(feat)
+        flows = []
+        if self.prev_states:
+            flows = [model.spynet(frame, self.prev_frame)]  # f_{t→t−1}
+            if self.prev_flow is not None and len(self.prev_states) > 1:
+                flows.append(self.prev_flow)
+        state = model.recurrent_step(model.forward_branch, model.forward_align, feat, [context], self.prev_states, flows)
+        self.prev_flow = flows[0] if flows else None
+        self.prev_states = [state, *self.prev_states][:2]
+        self.prev_frame = frame
+        self.emitted += 1
+        return model.upsampler(state, frame, self.hr_size)
+
+    def state_numel(self) -> int:
+        """Number of tensor elements the stream holds (constant once the window is full)."""
+        held = [*self.frames, *self.feats, *self.steps, *self.prev_states]
+        held += [t for t in (self.prev_flow, self.prev_frame) if t is not None]
+        return sum(t.numel() for t in held)

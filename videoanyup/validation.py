@@ -1,0 +1,58 @@
+"""Input checks for the public entry points: clear `ValueError`s that name the argument and the shape.
+
+Every public `forward` checks its inputs here first, so a user never meets a deep broadcasting error.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_video(
+    x: object,
+    name: str,
+    *,
+    channels: int | None = 3,
+    allow_image: bool = True,
+    letters: str = "h, w",
+) -> tuple[Tensor, bool]:
+    """Check a video `(B, T, C, h, w)` (or, with `allow_image`, an image `(B, C, h, w)` taken as T = 1).
+
+    Args:
+        channels: the required channel count C, or None for any C ≥ 1.
+        letters: how the spatial dims are written in messages ("h, w" or "H, W").
+    Returns:
+        The video as `(B, T, C, h, w)` and whether it came as a 4-D image.
+    """
+    x = check_tensor(x, name)
+    c_text = "3" if channels == 3 else ("C" if channels is None else str(channels))
+    expected = f"(B, T, {c_text}, {letters})" + (f" or (B, {c_text}, {letters})" if allow_image else "")
+    if x.dim() == 4 and allow_image:
+        x, was_image = x.unsqueeze(1), True
+    elif x.dim() == 5:
+        was_image = False
+    else:
+        raise ValueError(f"{name} must have shape {expected}, got {x.dim()}-D shape {tuple(x.shape)}")
+    b, t, c, h, w = x.shape
+    if b == 0 or t == 0 or h == 0 or w == 0:
+        raise ValueError(f"{name} must have shape {expected} with B, T, {letters} >= 1, got {tuple(x.shape)}")
+    if channels is not None and c != channels:
+        raise ValueError(f"{name} must have shape {expected} with {channels} channels, got C = {c} in {tuple(x.shape)}")
+    if c == 0:
+        raise ValueError(f"{name} must have at least one channel, got {tuple(x.shape)}")
+    check_finite(x, name)
+    return x, was_image

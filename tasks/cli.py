@@ -1,9 +1,67 @@
-"""The `videoanyup` command line."""
+"""The `videoanyup` command line.
+
+    videoanyup train --config configs/avsr/lite_cpu.yaml [--ckpt_path last]
+    videoanyup evaluate --data DIR --scales 2,3,4,2.5x3.5 [--weights W] [--modes …] [--json P] [--figures D]
+    videoanyup upscale IN OUT (--scale 2.5 | --scale 2x3 | --size HxW) [--mode …] [--weights W]
+
+Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit) end the
+command with a one-line message on stderr and exit status 2, leaving no partial output behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+
+SUBCOMMANDS_TO_COME = ("train-flow", "probe", "features", "demo")  # later issues
+
+
+def _scales(text: str) -> list[tuple[float, float]]:
+    from videoanyup.tasks.avsr.degradation import parse_scale
+
+    try:
+        return [parse_scale(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _scale(text: str) -> tuple[float, float]:
+    scales = _scales(text)
+    if len(scales) != 1:
+        raise argparse.ArgumentTypeError(f"--scale takes one scale like 2.5 or 2x3, got {text!r}")
+    return scales[0]
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--size takes HxW with positive integers, e.g. 540x960, got {text!r}")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    from videoanyup.models.basicavsr import MODES
+
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"--modes takes a comma list of {', '.join(MODES)}, got {text!r}")
+    return modes
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="checkpoint folder, bundled name or .ckpt (default: bundled 'lite')")
+    parser.add_argument("--chunk", type=int, default=32, help="bidirectional: frames per temporal chunk (default 32)")
+    parser.add_argument("--overlap", type=int, default=4, help="bidirectional: context frames each side (default 4)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="bf16 / fp16 need CUDA")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,17 +69,92 @@ def build_parser() -> argparse.ArgumentParser:
         prog="videoanyup",
         description="Arbitrary-scale upsampling of video, in pixels (BasicAVSR) and in features (VideoAnyUp).",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("train", help="train BasicAVSR from a YAML config (LightningCLI; see `videoanyup train --help`)", add_help=False)
+
+    ev = sub.add_parser("evaluate", help="PSNR / SSIM of BasicAVSR and bicubic on clips, at several scales")
+    ev.add_argument("--data", nargs="+", required=True, help="frame folders, videos, or folders of clips (REDS layout)")
+    ev.add_argument("--scales", type=_scales, default=_scales("2,3,4"), help="e.g. 2,3,4,2.5x3.5 (default 2,3,4)")
+    ev.add_argument("--modes", type=_modes, default=None, help="comma list of modes (default: the weights' mode)")
+    ev.add_argument("--frames", type=int, default=None, help="first N frames of each clip (default: all)")
+    ev.add_argument("--crop-border", type=int, default=4, help="RGB metrics' border crop (default 4; Y uses 0)")
+    ev.add_argument("--json", help="write the results as JSON here")
+    ev.add_argument("--figures", help="write PSNR-vs-scale and crop figures into this folder")
+    _add_runtime(ev)
+    ev.epilog = "--weights none evaluates only the bicubic baseline."
+
+    up = sub.add_parser("upscale", help="upscale an mp4 or a frame folder with BasicAVSR")
+    up.add_argument("input", help="video file or folder of PNG / JPEG frames (name order)")
+    up.add_argument("output", help="*.mp4, or a folder for PNG frames")
+    what = up.add_mutually_exclusive_group(required=True)
+    what.add_argument("--scale", type=_scale, help="2.5 or AxB (height × width factors), e.g. 2x3")
+    what.add_argument("--size", type=_size, help="output size HxW, e.g. 1080x1920")
+    up.add_argument("--mode", default=None, help="bidirectional, unidirectional or lookahead (default: the weights')")
+    up.add_argument("--tile", type=int, default=None, help="side of the HR tiles computed at once (memory)")
+    up.add_argument("--fps", type=float, default=None, help="mp4 frame rate (default: the input's; 25 for folders)")
+    up.add_argument("--crf", type=int, default=18, help="x264 quality, 0 best … 51 worst (default 18)")
+    up.add_argument("--preset", default="medium", help="x264 preset (ultrafast … veryslow)")
+    up.add_argument("--lossless", action="store_true", help="exact RGB mp4 (libx264rgb, crf 0)")
+    up.add_argument("--pix-fmt", default="yuv420p", choices=["yuv420p", "yuv444p"], help="yuv420p pads odd sizes by 1")
+    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_runtime(up)
     return parser
 
 
+def _load_model(weights: str | None):
+    from videoanyup.tasks.avsr.weights import load_weights
+
+    return load_weights(weights)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from videoanyup.tasks.avsr.evaluate import evaluate, format_table, write_json
+    from videoanyup.tasks.avsr.upscale import resolve_device
+
+    model = None if (args.weights or "").lower() == "none" else _load_model(args.weights)
+    results = evaluate(
+        args.data, args.scales, model=model, modes=args.modes or (), frames=args.frames,
+        crop_border=args.crop_border, chunk=args.chunk, overlap=args.overlap, device=resolve_device(args.device),
+        precision=args.precision, figures=args.figures, progress=not args.quiet,
+    )
+    print(format_table(results))
+    if args.json:
+        write_json(results, args.json)
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from videoanyup.tasks.avsr.upscale import upscale
+
+    model = _load_model(args.weights)
+    summary = upscale(
+        args.input, args.output, model, scale=args.scale, size=args.size, mode=args.mode, chunk=args.chunk,
+        overlap=args.overlap, tile=args.tile, device=args.device, precision=args.precision, fps=args.fps,
+        crf=args.crf, preset=args.preset, lossless=args.lossless, pix_fmt=args.pix_fmt, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # LightningCLI parses the rest (and sets up Lightning's logging)
+        from videoanyup.tasks.avsr.train import train
+
+        return train(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    handlers = {"evaluate": _evaluate, "upscale": _upscale}
+    try:
+        return handlers[args.command](args)
+    except ValueError as error:  # bad inputs: VideoError, weights that do not fit, bad mode or size, …
+        print(f"videoanyup {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

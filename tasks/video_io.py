@@ -154,7 +154,7 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> It
 def to_tensor(frames: list[np.ndarray] | np.ndarray) -> Tensor:
     """`(T, H, W, 3)` uint8 → `(T, 3, H, W)` float32 in [0, 1]."""
     array = np.stack(frames) if isinstance(frames, list) else frames
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
+    return torch.from_numpy(np.array(array, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def to_uint8(frames: Tensor) -> np.ndarray:

@@ -15,3 +15,46 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+# -- synthetic video clips (videoanyup.tasks tests) ---------------------------------------------------
+def write_synthetic_clip(path, *, frames: int = 8, height: int = 48, width: int = 64, image: str = "astronaut", step=(2, 3), fps: int = 24):
+    """A clip of a scikit-image picture panning by `step` = (dy, dx) pixels per frame.
+
+    `path` ending in `.mp4` writes a lossless mp4 (PyAV), anything else a folder of PNG frames.
+    Returns the frames as an `(T, H, W, 3)` uint8 array.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import skimage.data
+
+    picture = getattr(skimage.data, image)()
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=-1)
+    picture = picture[..., :3]
+    dy, dx = step
+    need_h, need_w = height + abs(dy) * frames, width + abs(dx) * frames
+    reps = (-(-need_h // picture.shape[0]), -(-need_w // picture.shape[1]), 1)
+    picture = np.tile(picture, reps)
+    clip = np.stack([picture[t * abs(dy) : t * abs(dy) + height, t * abs(dx) : t * abs(dx) + width] for t in range(frames)])
+    path = Path(path)
+    if path.suffix == ".mp4":
+        from videoanyup.tasks.video_io import VideoWriter
+
+        with VideoWriter(path, fps=fps, lossless=True, preset="ultrafast") as writer:
+            for frame in clip:
+                writer.write(np.ascontiguousarray(frame))
+    else:
+        from PIL import Image
+
+        path.mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(clip):
+            Image.fromarray(np.ascontiguousarray(frame)).save(path / f"{t:08d}.png")
+    return clip
+
+
+@pytest.fixture
+def synthetic_clip():
+    """`write_synthetic_clip(path, frames=…, height=…, width=…, image=…, step=…)` (see conftest)."""
+    return write_synthetic_clip

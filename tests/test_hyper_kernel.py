@@ -44,7 +44,7 @@ def test_cache_holds_only_the_distinct_phase_kernels_and_report_sizes(capsys):
         for lr, hr in [((180, 320), (720, 1280)), ((180, 320), (666, 1184))]:
             table = net.phase_kernels(lr, hr)
             p_h, p_w = num_phases(lr[0], hr[0]), num_phases(lr[1], hr[1])
-            assert table.shape == (p_h, p_w, 9, channels)
+            assert table.shape == (channels * 9, p_h, p_w)
             assert net.cache_numel() == p_h * p_w * 9 * channels
             naive = channels * 9 * hr[0] * hr[1]
             lines.append(f"{lr} -> {hr}: P = {p_h}x{p_w}, cache {net.cache_numel():,} values vs naive C*K^2*H*W {naive:,} ({naive / net.cache_numel():.0f}x)")

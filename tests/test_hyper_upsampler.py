@@ -53,3 +53,17 @@ def test_gradients_reach_both_branches_on_a_training_crop():
     out.square().mean().backward()
     assert state.grad.abs().sum() > 0
     assert up.kernel.first.linear.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fold", ["fold", "sum"])
+@pytest.mark.parametrize("lr, size", [((9, 12), (36, 48)), ((10, 12), (37, 44)), ((9, 12), (18, 47)), ((12, 10), (13, 37)), ((8, 8), (8, 8))])
+def test_phase_convolution_equals_the_literal_evaluation(fold, lr, size):
+    literal = HyperUpsampler(5, num_blocks=1, fold=fold, phase_convolution=False, tile_size=16).eval()
+    fast = HyperUpsampler(5, num_blocks=1, fold=fold, phase_convolution=True, tile_size=16).eval()
+    fast.load_state_dict(literal.state_dict())
+    state, frame = torch.randn(2, 5, *lr), torch.rand(2, 3, *lr)
+    with torch.no_grad():
+        expected = literal(state, frame, size)
+        got = fast(state, frame, size)
+        assert fast._phase_cache is not None  # the fast path really ran
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

@@ -32,7 +32,7 @@ def parse_scale(text: str | float | int) -> tuple[float, float]:
     else:
         parts = str(text).lower().replace("×", "x").split("x")
         try:
-            values = [float(p) for p in parts if p != ""]
+            values = [float(p) for p in parts]
         except ValueError:
             values = []
         values = values * 2 if len(values) == 1 else values

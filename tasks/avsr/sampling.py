@@ -175,9 +175,9 @@ class ResumableLoader:
     """A `DataLoader` over a `ClipBatchSampler` that remembers how far into the epoch training got.
 
     Lightning saves `state_dict()` in mid-epoch checkpoints and calls `load_state_dict()` before it
-    iterates again. Lightning's training loop fetches one batch ahead of the one it trains on (to know
-    which batch is the last), so the batches *consumed* are those yielded minus that one, unless the
-    epoch's batches ran out.
+    iterates again. Lightning's fit loop fetches nothing ahead from a loader with a length (it only
+    prefetches to find the last batch of unsized ones), so the batches yielded are the batches trained on;
+    `LOOP_PREFETCH` would correct for a loop that did (the resume test pins this).
 
     Args:
         dataset: maps a `ClipRequest` to a sample.
@@ -185,7 +185,7 @@ class ResumableLoader:
         num_workers, pin_memory: as in `DataLoader`.
     """
 
-    LOOP_PREFETCH = 1  # batches Lightning's fit loop fetches ahead of the one it trains on
+    LOOP_PREFETCH = 0  # batches Lightning's fit loop fetches ahead of the one it trains on (sized loader)
 
     def __init__(self, dataset: Dataset, batch_sampler: ClipBatchSampler, *, num_workers: int = 0, pin_memory: bool = False) -> None:
         self.dataset, self.batch_sampler = dataset, batch_sampler
@@ -195,6 +195,11 @@ class ResumableLoader:
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+    @property
+    def sampler(self) -> ClipBatchSampler:
+        """Where Lightning looks for `set_epoch` at the start of every epoch."""
+        return self.batch_sampler
 
     def __iter__(self) -> Iterator[Any]:
         sampler = self.batch_sampler

@@ -185,10 +185,12 @@ class AVSRSystem(L.LightningModule):
         first = [results[f"{self.modes[0]}/{label}"]["psnr"] for label in self.val_labels if f"{self.modes[0]}/{label}" in results]
         if first:
             self.log("val/psnr", sum(first) / len(first), prog_bar=True, sync_dist=False)
-        if self.hparams.val_figures and self.trainer.is_global_zero and not self.trainer.sanity_checking and results:
-            self._log_figures(results)
+        if self.hparams.val_figures and not self.trainer.sanity_checking and results:
+            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "figures"  # collective: all ranks
+            if self.trainer.is_global_zero:
+                self._log_figures(results, folder)
 
-    def _log_figures(self, results: dict[str, dict[str, float]]) -> None:
+    def _log_figures(self, results: dict[str, dict[str, float]], folder: Path) -> None:
         from videoanyup.tasks.avsr.figures import psnr_vs_scale, side_by_side
 
         curves: dict[str, dict[str, float]] = {}
@@ -200,7 +202,6 @@ class AVSRSystem(L.LightningModule):
             example = dict(self._example)
             label = example.pop("label")
             figures["crops"] = side_by_side(list(example.values()), [f"{k} {label}" for k in example])
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         for name, fig in figures.items():
             fig.savefig(folder / f"{name}_step{self.global_step:07d}.png")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from videoanyup.functional.gather import gather_rows, transpose_maps
 from videoanyup.functional.grid import Region, check_region
 
 
@@ -40,6 +41,9 @@ def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, device, dtype) -
 def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
     """Bilinear resize (align_corners=False) of `(..., C, h, w)` to `size = (H, W)`, optionally a region.
 
+    Separable: rows, then columns, each a gather of the two taps and a lerp, over the LR support of the
+    region only (gathers along dim 1 of 3-D views, torch's fast path: see `functional.gather`).
+
     Args:
         x: `(..., C, h, w)`.
         size: `(H, W)` of the full output grid.
@@ -47,9 +51,14 @@ def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = No
     Returns:
         `(..., C, bottom - top, right - left)`.
     """
-    h, w = x.shape[-2:]
+    *lead, h, w = x.shape
     top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
     r0, r1, rf = _axis_taps(h, int(size[0]), top, bottom, x.device, x.dtype)
     c0, c1, cf = _axis_taps(w, int(size[1]), left, right, x.device, x.dtype)
-    rows = torch.lerp(x.index_select(-2, r0), x.index_select(-2, r1), rf[:, None])  # (..., C, th, w)
-    return torch.lerp(rows.index_select(-1, c0), rows.index_select(-1, c1), cf)  # (..., C, th, tw)
+    row_lo, row_hi = int(r0[0]), int(r1[-1]) + 1  # taps are monotonic: the LR support of the region
+    col_lo, col_hi = int(c0[0]), int(c1[-1]) + 1
+    support = x[..., row_lo:row_hi, col_lo:col_hi].reshape(-1, row_hi - row_lo, col_hi - col_lo)  # (M, sh, sw)
+    rows = torch.lerp(gather_rows(support, r0 - row_lo), gather_rows(support, r1 - row_lo), rf[:, None])  # (M, th, sw)
+    rows = transpose_maps(rows)  # (M, sw, th)
+    out = torch.lerp(gather_rows(rows, c0 - col_lo), gather_rows(rows, c1 - col_lo), cf[:, None])  # (M, tw, th)
+    return transpose_maps(out).view(*lead, bottom - top, right - left)

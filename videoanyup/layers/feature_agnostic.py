@@ -39,29 +39,29 @@ class FeatureAgnosticLayer(nn.Module):
     Args:
         basis: M, the number of basis filters (the descriptor's channel count).
         kernel_size: k, the side of each basis filter (odd).
-        channel_block: channels filtered at once (memory bound only; the result does not depend on it).
+        block_values: about how many filter responses are held at once (memory and cache use only; the
+            result does not depend on it): channels are filtered in blocks of `block_values // (M·h·w)`.
     """
 
-    def __init__(self, basis: int = 128, kernel_size: int = 5, *, channel_block: int = 64) -> None:
+    def __init__(self, basis: int = 128, kernel_size: int = 5, *, block_values: int = 1 << 21) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.basis = basis
         self.kernel_size = kernel_size
-        self.channel_block = channel_block
+        self.block_values = block_values
         self.filters = nn.Parameter(torch.empty(basis, 1, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(basis))
         nn.init.kaiming_uniform_(self.filters, a=math.sqrt(5))
-        # One filter response per normalised feature of magnitude ≈ 1/√C is tiny; a learned temperature
-        # (log-parametrised) lets training sharpen the softmax over the basis.
+        # A learned temperature (log-parametrised) lets training sharpen the softmax over the basis.
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
     def border_gain(self, h: int, w: int, *, like: Tensor) -> Tensor:
-        """`(1, 1, h, w)` factor k² / (valid pixels under the filter window)."""
+        """`(h·w, 1)` factor k² / (valid pixels under the filter window), row-major pixels."""
         k = self.kernel_size
         ones = torch.ones(1, 1, h, w, device=like.device, dtype=like.dtype)
         count = F.conv2d(ones, torch.ones(1, 1, k, k, device=like.device, dtype=like.dtype), padding=k // 2)
-        return (k * k) / count
+        return ((k * k) / count).reshape(h * w, 1)
 
     def forward(self, feats: Tensor, *, normalised: bool = False) -> Tensor:
         """Descriptor of a feature map.
@@ -73,20 +73,27 @@ class FeatureAgnosticLayer(nn.Module):
             `(N, M, h, w)` the mean over channels of the softmax over the M basis responses.
         """
         n, c, h, w = feats.shape
+        k = self.kernel_size
         unit = feats if normalised else l2_normalise(feats)
-        unit = unit.to(self.filters.dtype)
-        gain = self.border_gain(h, w, like=unit)  # (1, 1, h, w)
         # The normalised features have magnitude ≈ 1/√C; rescale to unit RMS so the basis responses do not
-        # vanish at C = 1024. Multiplying by √C keeps permutation and scale invariance.
-        unit = unit * math.sqrt(c)
+        # vanish at C = 1024. A factor common to all channels keeps permutation and scale invariance.
+        unit = unit.to(self.filters.dtype) * math.sqrt(c)
+        gain = self.border_gain(h, w, like=unit)  # (h·w, 1)
         temperature = self.log_temperature.exp()
-        total = unit.new_zeros(n, self.basis, h, w)
-        for start in range(0, c, self.channel_block):
-            block = unit[:, start : start + self.channel_block]  # (N, c_blk, h, w)
-            cb = block.shape[1]
-            flat = block.reshape(n * cb, 1, h, w)  # (N·c_blk, 1, h, w)
-            response = F.conv2d(flat, self.filters, padding=self.kernel_size // 2)  # (N·c_blk, M, h, w)
-            response = (response * gain + self.bias[:, None, None]) * temperature
-            probs = response.softmax(dim=1).reshape(n, cb, self.basis, h, w)  # (N, c_blk, M, h, w)
-            total = total + probs.sum(dim=1)
-        return total / c
+        weight = self.filters.reshape(self.basis, k * k).t() * temperature  # (k², M)
+        bias = self.bias * temperature  # (M,)
+        block = max(1, self.block_values // (self.basis * h * w))
+        frames = []
+        outer = max(block, 64)  # channels unfolded at once
+        for i in range(n):
+            total = unit.new_zeros(h * w, self.basis)
+            for first in range(0, c, outer):
+                channels = unit[i, first : first + outer, None]  # (c_out, 1, h, w)
+                patches_all = F.unfold(channels, k, padding=k // 2).transpose(1, 2)  # (c_out, h·w, k²), a view
+                for start in range(0, patches_all.shape[0], block):
+                    patches = patches_all[start : start + block]  # (c_blk, h·w, k²)
+                    response = torch.matmul(patches, weight)  # (c_blk, h·w, M)
+                    response = torch.addcmul(bias, response, gain)  # border-normalised
+                    total = total + response.softmax(dim=-1).sum(dim=0)  # (h·w, M)
+            frames.append(total.t().reshape(self.basis, h, w))
+        return torch.stack(frames) / c  # (N, M, h, w)

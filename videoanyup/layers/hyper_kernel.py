@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from videoanyup.functional.gather import gather_grid
 from videoanyup.functional.grid import Region, axis_phases, check_region
 from videoanyup.layers.positional_encoding import log_frequencies, sinusoidal_encoding
 
@@ -63,7 +64,7 @@ class HyperKernel(nn.Module):
         hidden: int = 16,
         depth: int = 3,
         omega: float = 30.0,
-        cache_limit: int = 2**26,
+        cache_limit: int = 2**24,
     ) -> None:
         super().__init__()
         self.out_channels = out_channels
@@ -133,7 +134,7 @@ class HyperKernel(nn.Module):
         return (tuple(lr_size), tuple(hr_size), str(device), dtype, versions)
 
     def phase_kernels(self, lr_size: tuple[int, int], hr_size: tuple[int, int]) -> Tensor:
-        """All distinct kernels of a grid: `(P_h, P_w, n_offsets, out_channels)`.
+        """All distinct kernels of a grid: `(out_channels·n_offsets, P_h, P_w)`, index `o·n_offsets + k`.
 
         Cached whenever no gradient is being recorded for the weights (inference, `torch.no_grad`).
         """
@@ -145,11 +146,17 @@ class HyperKernel(nn.Module):
         key = self._cache_key(lr_size, hr_size, weight.device, weight.dtype)
         if use_cache and key in self._cache:
             return self._cache[key]
-        kernels = self.compute(scale_code, rows.phase_offsets, cols.phase_offsets)
+        kernels = self._as_maps(self.compute(scale_code, rows.phase_offsets, cols.phase_offsets))
         if use_cache:
             self._cache.clear()  # one grid at a time: a video keeps its grid
             self._cache[key] = kernels
         return kernels
+
+    @staticmethod
+    def _as_maps(kernels: Tensor) -> Tensor:
+        """`(R, S, n, out)` → contiguous `(out·n, R, S)`."""
+        r, s, n, out = kernels.shape
+        return kernels.permute(3, 2, 0, 1).reshape(out * n, r, s)
 
     def cacheable(self, lr_size: tuple[int, int], hr_size: tuple[int, int]) -> bool:
         p_h = axis_phases(lr_size[0], hr_size[0], 0, 0).period
@@ -172,7 +179,8 @@ class HyperKernel(nn.Module):
         """Kernels of every HR pixel in `region` (default: the whole grid).
 
         Returns:
-            `(n_offsets, out_channels, th, tw)`.
+            `(n_offsets, out_channels, th, tw)`, a transposed view of a contiguous `(out_channels, n_offsets,
+            th, tw)` tensor (so `.transpose(0, 1)` gives the channel-major layout for free).
         """
         lr_size, hr_size = (int(lr_size[0]), int(lr_size[1])), (int(hr_size[0]), int(hr_size[1]))
         top, bottom, left, right = check_region(region, hr_size)
@@ -180,14 +188,14 @@ class HyperKernel(nn.Module):
         cols = axis_phases(lr_size[1], hr_size[1], left, right)
         device = self.head.weight.device
         if self.cacheable(lr_size, hr_size):
-            table = self.phase_kernels(lr_size, hr_size)  # (P_h, P_w, n, out)
+            table = self.phase_kernels(lr_size, hr_size)  # (out·n, P_h, P_w)
             row_index, col_index = rows.phase.to(device), cols.phase.to(device)
         else:
             # Compute only the phases this region uses.
             row_unique, row_index = torch.unique(rows.phase, return_inverse=True)
             col_unique, col_index = torch.unique(cols.phase, return_inverse=True)
             scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
-            table = self.compute(scale_code, rows.phase_offsets[row_unique], cols.phase_offsets[col_unique])
+            table = self._as_maps(self.compute(scale_code, rows.phase_offsets[row_unique], cols.phase_offsets[col_unique]))
             row_index, col_index = row_index.to(device), col_index.to(device)
-        gathered = table.index_select(0, row_index).index_select(1, col_index)  # (th, tw, n, out)
-        return gathered.permute(2, 3, 0, 1)  # (n, out, th, tw)
+        gathered = gather_grid(table, row_index, col_index)  # (out·n, th, tw)
+        return gathered.view(self.out_channels, self.num_offsets, *gathered.shape[-2:]).transpose(0, 1)

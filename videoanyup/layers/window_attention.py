@@ -30,8 +30,9 @@ from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities, check_backend
 from videoanyup.layers.hyper_kernel import HyperKernel
 
-DEFAULT_QUERY_TILE = 1 << 16
+DEFAULT_QUERY_TILE = 1 << 14
 PRIOR_CLASS_LIMIT = 1 << 24
+PRIOR_CLASS_CALLS = 4096
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,14 @@ def window_neighbours(h: int, w: int, window: int) -> tuple[Tensor, Tensor]:
     return index, valid
 
 
+def _pad_run(x: Tensor, length: int, dim: int) -> Tensor:
+    """Pad `dim` to `length` by repeating its first entry (padding slots are computed, then dropped)."""
+    missing = length - x.shape[dim]
+    if missing == 0:
+        return x
+    return torch.cat([x, x.narrow(dim, 0, 1).expand(*[missing if d == dim else -1 for d in range(x.dim())])], dim=dim)
+
+
 class WindowAttention(nn.Module):
     """Convex window attention: HR queries from the guidance, LR keys, raw LR features as values.
 
@@ -138,28 +147,37 @@ class WindowAttention(nn.Module):
         """The logit prior grouped by classes of LR cells with the same HR phases in every slot.
 
         Along an axis, the phases of a run's slots repeat from run to run (at an integer scale every run
-        has the same phases), so a few classes of runs cover the grid. Returns
-        `(table (Kr·Kc, heads, R·S, window²), row class (h,), column class (w,), Kc)`, or None when the table
-        would exceed `PRIOR_CLASS_LIMIT` values or the phase cache is off (then the prior is gathered per
-        block).
+        has the same phases), so a few classes of runs cover the grid; the prior of a class is read from
+        `HyperKernel` on one representative cell. Returns `(table (Kr·Kc, heads, R·S, window²),
+        row class (h,), column class (w,), Kc)`, or None when there would be more than
+        `PRIOR_CLASS_LIMIT` values or `PRIOR_CLASS_CALLS` classes (then the prior is read per block).
         """
-        if self.prior is None or not self.prior.cacheable(lr_size, hr_size):
+        if self.prior is None:
             return None
         row_period = axis_phases(lr_size[0], hr_size[0], 0, 0).period
         col_period = axis_phases(lr_size[1], hr_size[1], 0, 0).period
         row_patterns, row_class = torch.unique(rows.slots.clamp_min(0) % row_period, dim=0, return_inverse=True)
         col_patterns, col_class = torch.unique(cols.slots.clamp_min(0) % col_period, dim=0, return_inverse=True)
-        size = row_patterns.numel() * col_patterns.numel() * self.prior.num_offsets * self.heads
-        if size > PRIOR_CLASS_LIMIT:
+        kr, kc = row_patterns.shape[0], col_patterns.shape[0]
+        if kr * kc * rows.longest * cols.longest * len(window_offsets(self.window)) * self.heads > PRIOR_CLASS_LIMIT:
             return None
-        kernels = self.prior.phase_kernels(lr_size, hr_size)  # (P_h, P_w, window², heads)
-        device = kernels.device
-        table = kernels.index_select(0, row_patterns.reshape(-1).to(device))
-        table = table.index_select(1, col_patterns.reshape(-1).to(device))  # (Kr·R, Kc·S, window², heads)
-        table = rearrange(
-            table, "(kr r) (kc s) o e -> (kr kc) e (r s) o", kr=row_patterns.shape[0], kc=col_patterns.shape[0]
-        )
-        return table.contiguous(), row_class, col_class, col_patterns.shape[0]
+        if kr * kc > PRIOR_CLASS_CALLS:
+            return None
+        row_first = [int((row_class == i).nonzero()[0]) for i in range(kr)]  # a representative LR row per class
+        col_first = [int((col_class == j).nonzero()[0]) for j in range(kc)]
+        classes = []
+        for i in row_first:
+            for j in col_first:
+                region = (int(rows.start[i]), int(rows.start[i + 1]), int(cols.start[j]), int(cols.start[j + 1]))
+                if region[1] <= region[0] or region[3] <= region[2]:  # an empty run: nothing to predict
+                    classes.append(None)
+                    continue
+                prior = self.prior(lr_size, hr_size, region)  # (window², heads, count_i, count_j)
+                prior = _pad_run(_pad_run(prior, rows.longest, 2), cols.longest, 3)  # (window², heads, R, S)
+                classes.append(rearrange(prior, "o e r s -> e (r s) o"))
+        filler = next(c for c in classes if c is not None)
+        table = torch.stack([filler if c is None else c for c in classes])  # (Kr·Kc, heads, R·S, window²)
+        return table.contiguous(), row_class, col_class, kc
 
     def forward(
         self,
@@ -277,8 +295,10 @@ class WindowAttention(nn.Module):
 
         probs = attention_probabilities(q, k, bias[None], backend=self.backend)  # (N, cells, heads, R·S, window²)
         weights = probs.mean(dim=2).to(v.dtype)  # (N, cells, R·S, window²)
-        mixed = torch.matmul(weights, v)  # (N, cells, R·S, C)
-        mixed = mixed.view(n, hb, wb, r, s, -1).permute(0, 5, 1, 3, 2, 4)  # (N, C, hb, R, wb, S), a view
+        # The product is taken transposed, (C × window²)(window² × R·S), so the result's last axis runs
+        # along HR columns like the output's and the copy into the output moves contiguous runs.
+        mixed = torch.matmul(v.transpose(-1, -2), weights.transpose(-1, -2))  # (N, cells, C, R·S)
+        mixed = mixed.view(n, hb, wb, -1, r, s).permute(0, 3, 1, 4, 2, 5)  # (N, C, hb, R, wb, S), a view
         target = out[:, :, top:bottom, left:right]
         if not (padded_rows or padded_cols):
             target.unflatten(3, (wb, s)).unflatten(2, (hb, r)).copy_(mixed)

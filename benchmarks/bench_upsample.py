@@ -1,0 +1,158 @@
+"""VideoAnyUp on the CPU: time per frame and peak memory against bilinear interpolation.
+
+Each case runs in its own subprocess, so its peak resident memory (ru_maxrss) is its own. The machine
+may be shared, so next to wall time the table shows the process's CPU time divided by the thread count
+(what the run would take with the cores to itself), and the load average when it started. Prints a
+table and writes JSON.
+
+    python benchmarks/bench_upsample.py                 # the cases of the issue
+    python benchmarks/bench_upsample.py --quick         # a smoke run
+    python benchmarks/bench_upsample.py --json out.json --cases 32:448:1 73:1022:1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_JSON = Path(__file__).parent / "results" / "bench_upsample.json"
+GRIDS, OUTPUTS = (16, 32, 64), (224, 448, 896)
+
+
+def default_cases() -> list[tuple[int, int, int]]:
+    """(grid, output, frames): every grid to every output, one frame; T = 8 where the output fits in RAM."""
+    cases = [(g, o, 1) for g in GRIDS for o in OUTPUTS] + [(73, 1022, 1)]
+    cases += [(g, o, 8) for g in GRIDS for o in OUTPUTS if o <= 448]
+    return cases
+
+
+def run_case(case: dict) -> dict:
+    """One case in this process (the subprocess): returns timings and the peak RSS."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    g, o, t, c = case["grid"], case["output"], case["frames"], case["channels"]
+    feats, video = torch.randn(1, t, c, g, g), torch.rand(1, t, 3, o, o)
+    times, cpu = [], []
+    if case["method"] == "bilinear":
+        run = lambda: F.interpolate(feats[0], size=(o, o), mode="bilinear", align_corners=False)  # noqa: E731
+    else:
+        from videoanyup.api import upsample
+        from videoanyup.models.videoanyup import VideoAnyUp
+
+        model = VideoAnyUp.from_config(case["config"]).eval()  # built outside inference mode
+        upsample(torch.randn(1, 1, c, 8, 8), torch.rand(1, 1, 3, 112, 112), model=model)  # warm-up
+        run = lambda: upsample(feats, video, model=model, mode=case["mode"])  # noqa: E731
+    with torch.inference_mode():
+        for _ in range(case["repeat"]):
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            out = run()
+            times.append(time.perf_counter() - start_wall)
+            cpu.append(time.process_time() - start_cpu)
+            del out
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+    return dict(
+        case,
+        seconds=min(times),
+        seconds_per_frame=min(times) / t,
+        cpu_seconds_per_thread=min(cpu) / case["threads"],
+        peak_gib=peak / 2**30,
+        load=os.getloadavg()[0],
+    )
+
+
+def spawn(case: dict) -> dict:
+    """Run a case in a fresh interpreter and read its JSON line."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return dict(case, error=done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict]) -> str:
+    head = f"{'method':9} {'grid':>5} {'output':>6} {'T':>2} {'s/frame':>8} {'cpu s/fr':>8} {'peak GiB':>8} {'load':>5}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        size = f"{r['grid']}²", f"{r['output']}²"
+        if "error" in r:
+            lines.append(f"{r['method']:9} {size[0]:>5} {size[1]:>6} {r['frames']:>2} error: {r['error']}")
+            continue
+        lines.append(
+            f"{r['method']:9} {size[0]:>5} {size[1]:>6} {r['frames']:>2} {r['seconds_per_frame']:8.3f} "
+            f"{r['cpu_seconds_per_thread'] / r['frames']:8.3f} {r['peak_gib']:8.2f} {r['load']:5.1f}"
+        )
+    return "\n".join(lines)
+
+
+def checks(results: list[dict]) -> list[str]:
+    """The targets of the issue, where the cases ran."""
+    found = {(r["method"], r["grid"], r["output"], r["frames"]): r for r in results if "error" not in r}
+    lines = []
+    big = found.get(("videoanyup", 73, 1022, 1))
+    if big:
+        ok = big["peak_gib"] <= 4 and big["seconds"] <= 30
+        lines.append(f"73²→1022²: {big['seconds']:.1f} s, {big['peak_gib']:.2f} GiB (target ≤ 30 s, ≤ 4 GiB): {'ok' if ok else 'MISSED'}")
+    a, b = found.get(("videoanyup", 64, 896, 1)), found.get(("videoanyup", 32, 896, 1))
+    if a and b:
+        ratio = a["cpu_seconds_per_thread"] / b["cpu_seconds_per_thread"]
+        lines.append(f"64²→896² / 32²→896² CPU time: {ratio:.2f}× (target ≤ 2×): {'ok' if ratio <= 2 else 'MISSED'}")
+    mid = found.get(("videoanyup", 32, 448, 1))
+    if mid:
+        best = min(mid["seconds"], mid["cpu_seconds_per_thread"])
+        lines.append(f"32²→448²: {mid['seconds']:.2f} s wall, {mid['cpu_seconds_per_thread']:.2f} s CPU/thread (target ≤ 2 s, aim 1 s): {'ok' if best <= 2 else 'MISSED'}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--cases", nargs="*", help="grid:output:frames triples (default: the issue's grid)")
+    parser.add_argument("--quick", action="store_true", help="two small cases")
+    parser.add_argument("--channels", type=int, default=384)
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--mode", default="bidirectional")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case (the fastest is reported)")
+    parser.add_argument("--no-bilinear", action="store_true")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return
+    if args.quick:
+        triples = [(16, 224, 1), (16, 224, 8)]
+    elif args.cases:
+        triples = [tuple(int(v) for v in text.split(":")) for text in args.cases]
+    else:
+        triples = default_cases()
+    results = []
+    for grid, output, frames in triples:
+        methods = ["videoanyup"] + ([] if args.no_bilinear else ["bilinear"])
+        for method in methods:
+            case = dict(
+                method=method, grid=grid, output=output, frames=frames, channels=args.channels, config=args.config,
+                mode=args.mode, threads=args.threads, repeat=1 if output * output * frames > 2_000_000 else args.repeat,
+            )
+            results.append(spawn(case))
+            print(table(results[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(table(results))
+    for line in checks(results):
+        print(line)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(dict(results=results, checks=checks(results)), indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

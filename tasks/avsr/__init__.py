@@ -1,0 +1,1 @@
+"""BasicAVSR training, evaluation and inference: system, data, degradation, chunked upscaling, command lines."""

@@ -1,0 +1,235 @@
+"""VideoAnyUp: convexity properties in every mode, chunking, causality, streaming, checkpoints, input checks."""
+
+import pytest
+import torch
+
+from videoanyup.functional.grid import axis_phases
+from videoanyup.models.videoanyup import CONFIGS, VideoAnyUp
+
+MODES = ["bidirectional", "unidirectional", "lookahead", "perframe"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return VideoAnyUp.from_config("tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def blend_model():
+    torch.manual_seed(1)
+    return VideoAnyUp.from_config("tiny", temporal_blend=True).eval()
+
+
+def clip(b=1, t=3, c=5, h=4, w=5, size=(11, 13), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, c, h, w, generator=g), torch.rand(b, t, 3, *size, generator=g)
+
+
+def run(model, feats, video, **options):
+    with torch.no_grad():
+        return model(feats, video, **options)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 384, 768, 1024])
+def test_any_channel_count_with_the_same_weights(model, channels):
+    feats, video = clip(t=1, c=channels, h=3, w=3, size=(7, 8))
+    out = run(model, feats, video, mode="perframe")
+    assert out.shape == (1, 1, channels, 7, 8) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (dict(), (11, 13)),  # the video's size
+        (dict(scale=2.5), (10, 13)),  # round(2.5·4), round(2.5·5) half up
+        (dict(scale=(1.5, 3.7)), (6, 19)),  # asymmetric, non-integer
+        (dict(size=(9, 23)), (9, 23)),
+        (dict(size=(3, 4)), (3, 4)),  # smaller than the grid
+    ],
+)
+def test_any_output_size(model, options, expected):
+    feats, video = clip(t=2, h=4, w=5)
+    assert run(model, feats, video, **options).shape == (1, 2, 5, *expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("blend", [False, True])
+def test_constant_maps_stay_constant(model, blend_model, mode, blend):
+    net = blend_model if blend else model
+    _, video = clip(b=2)
+    value = torch.tensor([3.0, -1.5, 0.0, 42.0, 1e-3]).view(1, 1, 5, 1, 1)
+    feats = value.expand(2, 3, 5, 4, 5).contiguous()
+    out = run(net, feats, video, mode=mode, scale=(2.5, 1.7))
+    assert (out - value).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("blend", [False, True])
+def test_channel_permutation_and_positive_scaling(model, blend_model, mode, blend):
+    net = blend_model if blend else model
+    feats, video = clip(c=9)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(3))
+    out = run(net, feats, video, mode=mode)
+    assert torch.allclose(run(net, feats[:, :, perm], video, mode=mode), out[:, :, perm], atol=1e-6)
+    for s in (0.05, 7.0):
+        assert torch.allclose(run(net, feats * s, video, mode=mode), out * s, rtol=1e-5, atol=1e-6 * s)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_single_frame_output_within_its_window(model, mode):
+    feats, video = clip(t=1, c=6, h=5, w=6, size=(13, 17))
+    out = run(model, feats, video, mode=mode)[0, 0]
+    h, w, r = 5, 6, model.config.window // 2
+    rows, cols = axis_phases(h, 13).nearest, axis_phases(w, 17).nearest
+    for y in range(13):
+        for x in range(17):
+            window = feats[0, 0, :, max(0, rows[y] - r) : rows[y] + r + 1, max(0, cols[x] - r) : cols[x] + r + 1]
+            assert bool((out[:, y, x] >= window.amin((1, 2)) - 1e-6).all())
+            assert bool((out[:, y, x] <= window.amax((1, 2)) + 1e-6).all())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("blend", [False, True])
+def test_chunked_equals_unchunked(model, blend_model, mode, blend):
+    net = blend_model if blend else model
+    feats, video = clip(b=2, t=4)
+    whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
+    for chunk_frames, query_tile in [(1, None), (3, 7), (None, 1)]:
+        chunked = run(net, feats, video, mode=mode, scale=(2.5, 2.2), chunk_frames=chunk_frames, query_tile=query_tile)
+        assert torch.allclose(chunked, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_frame_equals_the_image_call(model, mode):
+    feats, video = clip(b=2, t=1)
+    clip_out = run(model, feats, video, mode=mode)
+    image_out = run(model, feats[:, 0], video[:, 0], mode=mode)
+    assert image_out.shape == (2, 5, 11, 13)
+    assert torch.allclose(clip_out[:, 0], image_out, atol=1e-6)
+
+
+def changed_after(feats, video, t):
+    feats, video = feats.clone(), video.clone()
+    feats[:, t + 1 :] = torch.randn_like(feats[:, t + 1 :]) * 10
+    video[:, t + 1 :] = torch.rand_like(video[:, t + 1 :])
+    return feats, video
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_unidirectional_is_causal(model, blend_model, blend):
+    net = blend_model if blend else model
+    feats, video = clip(t=5)
+    out = run(net, feats, video, mode="unidirectional")
+    for t in (0, 2):
+        other = run(net, *changed_after(feats, video, t), mode="unidirectional")
+        assert (other[:, : t + 1] - out[:, : t + 1]).abs().max() <= 1e-6
+        assert (other[:, t + 1 :] - out[:, t + 1 :]).abs().max() > 1e-3
+
+
+def test_lookahead_sees_k_frames_ahead_only(model):
+    k = model.config.lookahead
+    feats, video = clip(t=6)
+    out = run(model, feats, video, mode="lookahead")
+    other = run(model, *changed_after(feats, video, 0 + k), mode="lookahead")
+    assert (other[:, :1] - out[:, :1]).abs().max() <= 1e-6
+    assert (other[:, 1:2] - out[:, 1:2]).abs().max() > 1e-6  # frame 1 reads frame 1 + k
+
+
+def test_perframe_output_depends_on_its_own_frame_only(model):
+    feats, video = clip(t=4)
+    out = run(model, feats, video, mode="perframe")
+    for t in range(4):
+        alone = run(model, feats[:, t], video[:, t], mode="perframe")
+        assert (alone - out[:, t]).abs().max() <= 1e-6
+    shuffled = run(model, feats.flip(1), video.flip(1), mode="perframe")
+    assert (shuffled.flip(1) - out).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("mode", ["unidirectional", "lookahead", "perframe"])
+@pytest.mark.parametrize("blend", [False, True])
+def test_stream_equals_offline(model, blend_model, mode, blend):
+    net = blend_model if blend else model
+    feats, video = clip(b=2, t=5)
+    offline = run(net, feats, video, mode=mode, scale=2)
+    stream = net.stream(mode=mode, scale=2)
+    outs = []
+    for t in range(5):
+        ready = stream.push(feats[:, t], video[:, t])
+        assert len(ready) == (1 if mode != "lookahead" or t >= net.config.lookahead else 0)
+        outs += ready
+    outs += stream.flush()
+    assert torch.allclose(torch.stack(outs, 1), offline, atol=1e-5)
+
+
+def test_stream_refuses_bidirectional_and_changing_shapes(model):
+    with pytest.raises(ValueError, match="bidirectional"):
+        model.stream(mode="bidirectional")
+    stream = model.stream(mode="unidirectional")
+    stream.push(torch.randn(1, 5, 4, 5), torch.rand(1, 3, 11, 13))
+    with pytest.raises(ValueError, match="shapes"):
+        stream.push(torch.randn(1, 5, 4, 6), torch.rand(1, 3, 11, 13))
+
+
+def test_save_and_load_round_trip(model, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = VideoAnyUp.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config == model.config
+    feats, video = clip()
+    assert torch.equal(run(loaded, feats, video), run(model, feats, video))
+
+
+def test_trained_modes_are_enforced(model, tmp_path):
+    trained = VideoAnyUp(model.config, trained_modes=["unidirectional"])
+    trained.load_state_dict(model.state_dict())
+    trained.save_pretrained(tmp_path / "uni")
+    loaded = VideoAnyUp.from_pretrained(tmp_path / "uni")
+    assert loaded.trained_modes == ("unidirectional",)
+    feats, video = clip(t=2)
+    run(loaded, feats, video, mode="unidirectional")
+    with pytest.raises(ValueError, match="trained for"):
+        run(loaded, feats, video, mode="bidirectional")
+
+
+def test_named_configurations():
+    assert {"default", "tiny"} <= set(CONFIGS)
+    with pytest.raises(ValueError, match="name"):
+        VideoAnyUp.from_config("huge")
+    with pytest.raises(ValueError, match="unknown"):
+        VideoAnyUp.from_config("tiny", windw=5)
+    with pytest.raises(ValueError, match="mode"):
+        VideoAnyUp.from_config("tiny", mode="sideways")
+
+
+@pytest.mark.parametrize(
+    "feats, video, name",
+    [
+        (torch.randn(2, 3, 5, 4, 5), torch.rand(1, 3, 3, 11, 13), "same B and T"),
+        (torch.randn(1, 3, 5, 4, 5), torch.rand(1, 2, 3, 11, 13), "same B and T"),
+        (torch.randn(5, 4, 5), torch.rand(1, 3, 11, 13), "feats"),
+        (torch.randn(1, 1, 1, 5, 4, 5), torch.rand(1, 1, 3, 11, 13), "feats"),
+        (torch.randn(1, 5, 4, 5), torch.rand(3, 11, 13), "video"),
+        (torch.randn(1, 2, 5, 4, 5), torch.rand(1, 2, 4, 11, 13), "video"),
+        (torch.randn(1, 2, 5, 4, 5), torch.rand(1, 2, 1, 11, 13), "video"),
+        (torch.full((1, 5, 4, 5), float("nan")), torch.rand(1, 3, 11, 13), "feats"),
+        (torch.randn(1, 5, 4, 5), torch.full((1, 3, 11, 13), float("inf")), "video"),
+        (torch.randn(1, 5, 8, 8), torch.rand(1, 3, 6, 16), "smaller than the features"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(model, feats, video, name):
+    with pytest.raises(ValueError, match=name):
+        run(model, feats, video)
+
+
+def test_bad_options_raise_value_error(model):
+    feats, video = clip(t=1)
+    for options, name in [
+        (dict(size=(10, 10), scale=2), "exactly one"),
+        (dict(scale=-1), "scale"),
+        (dict(size=(0, 4)), "size"),
+        (dict(mode="sideways"), "mode"),
+        (dict(chunk_frames=0), "chunk_frames"),
+        (dict(query_tile=0), "query_tile"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            run(model, feats, video, **options)

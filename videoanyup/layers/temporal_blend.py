@@ -1,0 +1,62 @@
+"""Occlusion-aware blend of the previous HR output into the current one (DESIGN.md §5.5, optional).
+
+The output of t−1 is backward-warped to t with the flow t→t−1 (border padding, so every warped vector
+is a convex combination of output vectors of t−1), and a gate m ∈ (0, 1) predicted from the guidance
+decides how much of it to keep:
+
+    y_t = (1 − m) · a_t + m · warp(y_{t−1}),
+
+still a convex combination of input feature vectors. The gate sees only the guidance (the current
+guidance features, the warped previous ones and their difference, which is large where the flow is
+wrong or the pixel was occluded), never the features, so scaling the features scales the output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from videoanyup.functional.warp import flow_warp
+
+
+class TemporalBlend(nn.Module):
+    """Gated blend of the warped previous output.
+
+    Args:
+        guidance_channels: Cg of the guidance features.
+        hidden: width of the gate network.
+        initial_gate: the gate's value at initialisation (a small value keeps the blend close to the
+            current output before training).
+    """
+
+    def __init__(self, guidance_channels: int, *, hidden: int = 16, initial_gate: float = 0.1) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.Conv2d(3 * guidance_channels, hidden, 3, padding=1, padding_mode="replicate"),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(hidden, 1, 1),
+        )
+        nn.init.zeros_(self.gate[-1].weight)
+        nn.init.constant_(self.gate[-1].bias, float(torch.logit(torch.tensor(initial_gate))))
+
+    def gate_map(self, guidance: Tensor, previous_guidance: Tensor, flow: Tensor) -> Tensor:
+        """`(N, 1, H, W)` gate in (0, 1) from `(N, Cg, H, W)` guidance of t and t−1 and the HR flow t→t−1."""
+        warped = flow_warp(previous_guidance, flow.to(previous_guidance.dtype), padding_mode="border")
+        return torch.sigmoid(self.gate(torch.cat([guidance, warped, (guidance - warped).abs()], dim=1)))
+
+    def forward(
+        self, current: Tensor, previous: Tensor, flow: Tensor, guidance: Tensor, previous_guidance: Tensor
+    ) -> Tensor:
+        """Blend.
+
+        Args:
+            current: `(N, C, H, W)` the attention output of frame t.
+            previous: `(N, C, H, W)` the final output of frame t−1.
+            flow: `(N, 2, H, W)` flow t→t−1 in HR pixels.
+            guidance, previous_guidance: `(N, Cg, H, W)` guidance features of t and t−1.
+        Returns:
+            `(N, C, H, W)`.
+        """
+        gate = self.gate_map(guidance, previous_guidance, flow).to(current.dtype)  # (N, 1, H, W)
+        warped = flow_warp(previous, flow.to(previous.dtype), padding_mode="border")  # (N, C, H, W)
+        return torch.lerp(current, warped, gate)

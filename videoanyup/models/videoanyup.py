@@ -1,0 +1,342 @@
+"""VideoAnyUp: temporally consistent upsampling of the features of any backbone (DESIGN.md §5).
+
+Per clip: per-pixel normalised features → the feature-agnostic descriptor; RGB guidance encoded at the
+output grid (queries) and pooled to the LR grid (keys); SPyNet flows between guidance frames at a reduced
+resolution; a hidden state propagated over the LR grid (bidirectional, unidirectional, look-ahead or per
+frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
+optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
+combination of input feature vectors, so the output lives in the input's feature space whatever C is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from videoanyup.functional.grid import output_size
+from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
+from videoanyup.layers.feature_propagation import MODES, FeaturePropagation, mirrored_index, resize_flow
+from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
+from videoanyup.layers.residual import ResidualStack
+from videoanyup.layers.spynet import SPyNet
+from videoanyup.layers.temporal_blend import TemporalBlend
+from videoanyup.layers.window_attention import WindowAttention
+from videoanyup.validation import check_video
+
+KIND = "videoanyup"
+
+
+@dataclass(frozen=True)
+class VideoAnyUpConfig:
+    """Architecture of a VideoAnyUp network (the fields of `config.json`)."""
+
+    basis: int = 128
+    basis_size: int = 5
+    guidance_channels: int = 32
+    guidance_blocks: int = 2
+    pyramid_levels: int = 3
+    state_channels: int = 32
+    propagation_blocks: int = 1
+    attention_window: int = 2
+    deform_groups: int = 4
+    offset_layers: int = 1
+    lookahead: int = 2
+    flow_scale: int = 2
+    key_channels: int = 64
+    key_blocks: int = 1
+    heads: int = 4
+    head_dim: int = 16
+    window: int = 7
+    prior: bool = True
+    hyper_frequencies: int = 16
+    hyper_group_dim: int = 32
+    hyper_hidden: int = 16
+    hyper_depth: int = 3
+    temporal_blend: bool = False
+    blend_channels: int = 16
+    backend: str = "sdpa"
+    mode: str = "bidirectional"
+
+
+CONFIGS = {
+    # AnyUp's basis (128 filters of 5×5) and heads, a 7×7 window; encoders narrow enough for 2 CPU threads.
+    "default": VideoAnyUpConfig(),
+    # The default plus the occlusion-aware blend of the warped previous output.
+    "blend": VideoAnyUpConfig(temporal_blend=True),
+    # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
+    "large": VideoAnyUpConfig(
+        guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
+        head_dim=32, deform_groups=8, offset_layers=2,
+    ),
+    # Tests and laptop experiments.
+    "tiny": VideoAnyUpConfig(
+        basis=8, guidance_channels=8, guidance_blocks=1, state_channels=8, deform_groups=2, key_channels=8,
+        heads=2, head_dim=4, window=3, hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
+        blend_channels=4,
+    ),
+}
+
+
+class VideoAnyUp(nn.Module):
+    """Feature upsampler guided by the RGB video.
+
+    Args:
+        config: the architecture; see `CONFIGS` for the named ones.
+        trained_modes: the propagation modes the weights were trained for (None: untrained, all allowed).
+    """
+
+    def __init__(self, config: VideoAnyUpConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
+        super().__init__()
+        config = VideoAnyUpConfig() if config is None else config
+        if config.mode not in MODES:
+            raise ValueError(f"config.mode must be one of {MODES}, got {config.mode!r}")
+        self.config = config
+        self.trained_modes = None if trained_modes is None else tuple(trained_modes)
+        s, g = config.state_channels, config.guidance_channels
+        self.agnostic = FeatureAgnosticLayer(config.basis, config.basis_size)
+        self.guidance = GuidanceEncoder(g, config.guidance_blocks, levels=config.pyramid_levels)
+        self.spynet = SPyNet()
+        self.encode_code = ResidualStack(config.basis + g, s, 1)
+        self.propagation = FeaturePropagation(
+            s,
+            blocks=config.propagation_blocks,
+            window=config.attention_window,
+            deform_groups=config.deform_groups,
+            offset_layers=config.offset_layers,
+            lookahead=config.lookahead,
+        )
+        self.key_net = ResidualStack(g + config.basis + s, config.key_channels, config.key_blocks)
+        self.attention = WindowAttention(
+            g,
+            config.key_channels,
+            heads=config.heads,
+            head_dim=config.head_dim,
+            window=config.window,
+            prior=config.prior,
+            prior_options=dict(
+                frequencies=config.hyper_frequencies,
+                group_dim=config.hyper_group_dim,
+                hidden=config.hyper_hidden,
+                depth=config.hyper_depth,
+            ),
+            backend=config.backend,
+        )
+        self.blend = TemporalBlend(g, hidden=config.blend_channels) if config.temporal_blend else None
+
+    # -- construction and checkpoints ------------------------------------------------------------
+    @classmethod
+    def from_config(cls, name: str = "default", **overrides) -> "VideoAnyUp":
+        """A fresh network of a named configuration (`CONFIGS`), with optional field overrides."""
+        if name not in CONFIGS:
+            raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
+        known = {f.name for f in fields(VideoAnyUpConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown VideoAnyUpConfig fields {unknown}; known: {sorted(known)}")
+        return cls(replace(CONFIGS[name], **overrides))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write `model.safetensors` and `config.json` (architecture + the modes the weights serve)."""
+        modes = None if self.trained_modes is None else list(self.trained_modes)
+        return save_checkpoint(folder, self, asdict(self.config) | {"trained_modes": modes})
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path) -> "VideoAnyUp":
+        """Load a checkpoint folder, or bundled weights by name, strictly."""
+        folder = resolve_checkpoint(path_or_name, KIND)
+        record, state = read_checkpoint(folder)
+        trained_modes = record.pop("trained_modes", None)
+        known = {f.name for f in fields(VideoAnyUpConfig)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"{folder}/config.json has fields VideoAnyUpConfig does not know: {unknown}")
+        model = cls(VideoAnyUpConfig(**record), trained_modes=trained_modes)
+        load_state_strict(model, state, str(folder))
+        return model
+
+    def check_mode(self, mode: str | None) -> str:
+        mode = self.config.mode if mode is None else mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if self.trained_modes is not None and mode not in self.trained_modes:
+            raise ValueError(
+                f"mode={mode!r}: these weights were trained for {list(self.trained_modes)} only; other modes "
+                "are out of distribution (train a checkpoint for that mode, or pick one of those)"
+            )
+        return mode
+
+    # -- inputs ----------------------------------------------------------------------------------
+    @staticmethod
+    def check_inputs(feats: Tensor, video: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """Checked `(B, T, C, h, w)` features and `(B, T, 3, H0, W0)` video, and whether they were images."""
+        feats, feats_image = check_video(feats, "feats", channels=None, letters="h, w")
+        video, video_image = check_video(video, "video", channels=3, letters="H, W")
+        if feats.shape[:2] != video.shape[:2]:
+            raise ValueError(
+                f"feats (B, T, C, h, w) = {tuple(feats.shape)} and video (B, T, 3, H, W) = {tuple(video.shape)} "
+                "must have the same B and T"
+            )
+        if video.shape[-2] < feats.shape[-2] or video.shape[-1] < feats.shape[-1]:
+            raise ValueError(
+                f"video (B, T, 3, H, W) = {tuple(video.shape)} must be at least as large as the feature grid "
+                f"(h, w) = {tuple(feats.shape[-2:])}: the guidance cannot be smaller than the features"
+            )
+        return feats, video, feats_image
+
+    def flow_size(self, lr_size: tuple[int, int], video_size: tuple[int, int]) -> tuple[int, int]:
+        """Where SPyNet runs: `flow_scale` × the LR grid, at most the video's size."""
+        f = self.config.flow_scale
+        return min(f * lr_size[0], video_size[0]), min(f * lr_size[1], video_size[1])
+
+    # -- the method's steps -----------------------------------------------------------------------
+    def describe(self, feats: Tensor, frames: Tensor, hr_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-frame LR inputs of the keys and the propagation, and the HR guidance.
+
+        Args:
+            feats: `(N, C, h, w)`; frames: `(N, 3, H0, W0)`.
+        Returns:
+            descriptor `(N, M, h, w)`, pooled guidance `(N, Cg, h, w)`, HR guidance `(N, Cg, H, W)`.
+        """
+        descriptor = self.agnostic(l2_normalise(feats.to(self.agnostic.filters.dtype)), normalised=True)
+        guidance = self.guidance(resize_guidance(frames, hr_size))  # (N, Cg, H, W)
+        return descriptor, GuidanceEncoder.pool(guidance, tuple(feats.shape[-2:])), guidance
+
+    def code(self, descriptor: Tensor, pooled: Tensor) -> Tensor:
+        """Frame code for the propagation: `(N, M, h, w)`, `(N, Cg, h, w)` → `(N, S, h, w)`."""
+        return self.encode_code(torch.cat([descriptor, pooled], dim=1))
+
+    def flow(self, ref: Tensor, supp: Tensor) -> Tensor:
+        """SPyNet flow ref → supp on flow-grid frames `(N, 3, fh, fw)` → `(N, 2, fh, fw)`."""
+        dtype = self.spynet.mean.dtype
+        return self.spynet(ref.to(dtype), supp.to(dtype))
+
+    def keys(self, pooled: Tensor, descriptor: Tensor, state: Tensor) -> Tensor:
+        """LR key features: `[pooled guidance ‖ descriptor ‖ state]` → `(N, key_channels, h, w)`."""
+        return self.key_net(torch.cat([pooled, descriptor, state], dim=1))
+
+    def flows(self, small: Tensor, mode: str, lr_size: tuple[int, int]) -> dict[str, Tensor | None]:
+        """LR flows a mode needs from flow-grid frames `(B, T, 3, fh, fw)`; each `(B, T', 2, h, w)`.
+
+        Also returns "hr_prev", the flows t→t−1 on the flow grid (for the temporal blend).
+        """
+        b, t = small.shape[:2]
+
+        def run(ref_index: list[int], supp_index: list[int]) -> Tensor:
+            ref = rearrange(small[:, ref_index], "b t c h w -> (b t) c h w")
+            supp = rearrange(small[:, supp_index], "b t c h w -> (b t) c h w")
+            return rearrange(self.flow(ref, supp), "(b t) c h w -> b t c h w", b=b)  # (B, T', 2, fh, fw)
+
+        def to_lr(flow: Tensor) -> Tensor:
+            return rearrange(
+                resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), lr_size), "(b t) c h w -> b t c h w", b=b
+            )
+
+        result: dict[str, Tensor | None] = {"to_prev": None, "to_next": None, "steps": None, "hr_prev": None}
+        if mode == "perframe":
+            return result
+        if t > 1:
+            result["hr_prev"] = run(list(range(1, t)), list(range(t - 1)))  # f_{t→t−1}
+            result["to_prev"] = to_lr(result["hr_prev"])
+        if mode == "bidirectional" and t > 1:
+            result["to_next"] = to_lr(run(list(range(t - 1)), list(range(1, t))))  # f_{t→t+1}
+        if mode == "lookahead":
+            padded = [mirrored_index(i, t) for i in range(t + self.config.lookahead)]
+            result["steps"] = to_lr(run(padded[:-1], padded[1:]))
+        return result
+
+    def forward(
+        self,
+        feats: Tensor,
+        video: Tensor,
+        *,
+        size: Sequence[int] | None = None,
+        scale: float | Sequence[float] | None = None,
+        mode: str | None = None,
+        chunk_frames: int | None = None,
+        query_tile: int | None = None,
+    ) -> Tensor:
+        """Upsample a feature clip guided by its video.
+
+        Args:
+            feats: `(B, T, C, h, w)` features of any backbone, any C (or one image's `(B, C, h, w)`).
+            video: `(B, T, 3, H0, W0)` RGB in [0, 1] with H0 ≥ h, W0 ≥ w (or `(B, 3, H0, W0)`).
+            size: output `(H, W)`; scale: `a` or `(a, b)` relative to the feature grid. At most one;
+                default: the video's size.
+            mode: "bidirectional", "unidirectional", "lookahead" or "perframe" (default: the config's).
+            chunk_frames: frames whose HR guidance is held at once (memory only; same result).
+            query_tile: HR queries per attention chunk (memory only; same result).
+        Returns:
+            `(B, T, C, H, W)` in the dtype of `feats` (or `(B, C, H, W)` for an image).
+        """
+        feats, video, was_image = self.check_inputs(feats, video)
+        mode = self.check_mode(mode)
+        b, t, c, h, w = feats.shape
+        video_size = (int(video.shape[-2]), int(video.shape[-1]))
+        hr_size = video_size if size is None and scale is None else output_size(h, w, scale=scale, size=size)
+        chunk = t if chunk_frames is None else int(chunk_frames)
+        if chunk < 1:
+            raise ValueError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
+        starts = list(range(0, t, chunk))
+
+        # 1. LR descriptors and pooled guidance, frame chunk by frame chunk (the HR guidance is kept when
+        #    one chunk holds the whole clip).
+        descriptors, pooled, kept = [], [], None
+        for t0 in starts:
+            d, p, g = self.describe(
+                rearrange(feats[:, t0 : t0 + chunk], "b t c h w -> (b t) c h w"),
+                rearrange(video[:, t0 : t0 + chunk], "b t c h w -> (b t) c h w"),
+                hr_size,
+            )
+            descriptors.append(rearrange(d, "(b t) c h w -> b t c h w", b=b))
+            pooled.append(rearrange(p, "(b t) c h w -> b t c h w", b=b))
+            kept = rearrange(g, "(b t) c h w -> b t c h w", b=b) if len(starts) == 1 else None
+        descriptor, pooled_guidance = torch.cat(descriptors, 1), torch.cat(pooled, 1)  # (B, T, ·, h, w)
+
+        # 2. Flows between guidance frames and the propagated state on the LR grid.
+        small = resize_guidance(
+            rearrange(video, "b t c h w -> (b t) c h w"), self.flow_size((h, w), video_size)
+        ).to(descriptor.dtype)
+        flows = self.flows(rearrange(small, "(b t) c h w -> b t c h w", b=b), mode, (h, w))
+        codes = rearrange(
+            self.code(rearrange(descriptor, "b t c h w -> (b t) c h w"), rearrange(pooled_guidance, "b t c h w -> (b t) c h w")),
+            "(b t) c h w -> b t c h w",
+            b=b,
+        )
+        states = self.propagation(
+            codes, mode=mode, flows_to_prev=flows["to_prev"], flows_to_next=flows["to_next"], lookahead_steps=flows["steps"]
+        )
+        keys = rearrange(
+            self.keys(*(rearrange(x, "b t c h w -> (b t) c h w") for x in (pooled_guidance, descriptor, states))),
+            "(b t) c h w -> b t c h w",
+            b=b,
+        )
+
+        # 3. Window attention at the output grid, then the optional blend with the previous output.
+        out = feats.new_empty(b, t, c, *hr_size)
+        blend = self.blend is not None and mode != "perframe"
+        for i in range(b):
+            previous_guidance = None
+            for t0 in starts:
+                t1 = min(t, t0 + chunk)
+                guidance = kept[i, t0:t1] if kept is not None else self.guidance(resize_guidance(video[i, t0:t1], hr_size))
+                self.attention(guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile, out=out[i, t0:t1])
+                if blend:
+                    for j in range(t0, t1):
+                        if j > 0:
+                            flow = resize_flow(flows["hr_prev"][i, j - 1 : j], hr_size)  # (1, 2, H, W)
+                            prev_g = guidance[j - t0 - 1 : j - t0] if j > t0 else previous_guidance
+                            out[i, j] = self.blend(out[i, j : j + 1], out[i, j - 1 : j], flow, guidance[j - t0 : j - t0 + 1], prev_g)[0]
+                    previous_guidance = guidance[-1:]
+        return out[:, 0] if was_image else out
+
+    def stream(self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None):
+        """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs."""
+        from videoanyup.models.videoanyup_stream import VideoAnyUpStream
+
+        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile)

@@ -1,0 +1,154 @@
+"""Online VideoAnyUp: push one (features, frame) pair at a time, get upsampled features back.
+
+`VideoAnyUp.stream(mode=...)` serves the causal modes:
+- "unidirectional" and "perframe": the output of frame t is returned by the push of frame t;
+- "lookahead" (k future frames): the output of frame t is returned by the push of frame t+k; `flush()`
+  returns the last k outputs with the mirrored padding of the offline model.
+The outputs equal those of `VideoAnyUp.forward` on the whole clip in the same mode (up to float
+rounding: flows are computed one pair at a time instead of batched). Bidirectional mode needs the whole
+clip and has no stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from videoanyup.functional.grid import output_size
+from videoanyup.layers.feature_propagation import mirrored_index, resize_flow
+from videoanyup.layers.guidance_encoder import resize_guidance
+
+
+@dataclass
+class _Frame:
+    """What the stream keeps of one pushed frame (batch B)."""
+
+    feats: Tensor  # (B, C, h, w)
+    descriptor: Tensor  # (B, M, h, w)
+    pooled: Tensor  # (B, Cg, h, w)
+    code: Tensor  # (B, S, h, w)
+    small: Tensor  # (B, 3, fh, fw) frame on the flow grid
+    guidance: Tensor | None  # (B, Cg, H, W), dropped once the frame is out
+
+
+class VideoAnyUpStream:
+    """Push frames in order; see the module docstring.
+
+    Args:
+        model: a `VideoAnyUp`.
+        size, scale: the output grid, as for `VideoAnyUp.forward` (default: the first frame's size).
+        mode: "unidirectional", "lookahead" or "perframe" (default: the model's, if causal).
+        query_tile: HR queries per attention chunk.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        size: Sequence[int] | None = None,
+        scale: float | Sequence[float] | None = None,
+        mode: str | None = None,
+        query_tile: int | None = None,
+    ) -> None:
+        mode = model.check_mode(mode)
+        if mode == "bidirectional":
+            raise ValueError('mode="bidirectional" needs the whole clip; stream "unidirectional", "lookahead" or "perframe"')
+        self.model, self.mode, self.query_tile = model, mode, query_tile
+        self.size, self.scale = size, scale
+        self.k = model.config.lookahead if mode == "lookahead" else 0
+        self.frames: dict[int, _Frame] = {}
+        self.pushed = 0  # frames pushed so far
+        self.emitted = 0  # outputs returned so far
+        self.prev_states: list[Tensor] = []  # [s_{t−1}, s_{t−2}]
+        self.prev_flows: list[Tensor] = []  # [f_{t−1→t−2}] on the LR grid
+        self.last_output: Tensor | None = None
+        self.last_guidance: Tensor | None = None
+        self._steps: dict[tuple[int, int], Tensor] = {}
+        self.hr_size: tuple[int, int] | None = None
+        self.lr_shape: tuple[int, ...] | None = None
+
+    @torch.inference_mode()
+    def push(self, feats: Tensor, frame: Tensor) -> list[Tensor]:
+        """Add frame t.
+
+        Args:
+            feats: `(B, C, h, w)` features of frame t; frame: `(B, 3, H0, W0)` its RGB frame in [0, 1].
+        Returns:
+            the outputs `(B, C, H, W)` that became ready (0 or 1 of them).
+        """
+        for x, name in ((feats, "feats"), (frame, "frame")):
+            if not isinstance(x, Tensor) or x.dim() != 4:
+                raise ValueError(f"{name} must be one frame, a 4-D tensor (B, C, h, w), got {getattr(x, 'shape', x)!r}")
+        f5, v5, _ = self.model.check_inputs(feats, frame)
+        feats, frame = f5[:, 0], v5[:, 0]
+        h, w = feats.shape[-2:]
+        if self.lr_shape is None:
+            self.lr_shape = tuple(feats.shape)
+            video_size = (int(frame.shape[-2]), int(frame.shape[-1]))
+            default = self.size is None and self.scale is None
+            self.hr_size = video_size if default else output_size(h, w, scale=self.scale, size=self.size)
+            self.video_size = video_size
+        elif tuple(feats.shape) != self.lr_shape or tuple(frame.shape[-2:]) != self.video_size:
+            raise ValueError(
+                f"every pushed frame must have the shapes of the first: feats {self.lr_shape}, frame size "
+                f"{self.video_size}; got {tuple(feats.shape)} and {tuple(frame.shape[-2:])}"
+            )
+        model = self.model
+        descriptor, pooled, guidance = model.describe(feats, frame, self.hr_size)
+        small = resize_guidance(frame, model.flow_size((h, w), self.video_size)).to(descriptor.dtype)
+        self.frames[self.pushed] = _Frame(feats, descriptor, pooled, model.code(descriptor, pooled), small, guidance)
+        self.pushed += 1
+        ready = []
+        while self.emitted + self.k < self.pushed:
+            ready.append(self._emit(self.emitted, length=None))
+        return ready
+
+    @torch.inference_mode()
+    def flush(self) -> list[Tensor]:
+        """The outputs still held back (look-ahead mode), with mirrored padding at the clip's end."""
+        ready = []
+        while self.emitted < self.pushed:
+            ready.append(self._emit(self.emitted, length=self.pushed))
+        return ready
+
+    def _lr_step(self, ref: int, supp: int) -> Tensor:
+        """LR flow between pushed frames `ref → supp`, `(B, 2, h, w)`, cached."""
+        if (ref, supp) not in self._steps:
+            flow = self.model.flow(self.frames[ref].small, self.frames[supp].small)  # (B, 2, fh, fw)
+            self._steps[(ref, supp)] = resize_flow(flow, tuple(self.lr_shape[-2:]))
+        return self._steps[(ref, supp)]
+
+    def _emit(self, t: int, length: int | None) -> Tensor:
+        """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
+        model, record = self.model, self.frames[t]
+        context, flows_prev, hr_flow = None, [], None
+        if self.mode != "perframe":
+            if t > 0:
+                hr_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
+                flows_prev = [resize_flow(hr_flow, tuple(self.lr_shape[-2:])), *self.prev_flows][: len(self.prev_states)]
+            if self.mode == "lookahead":
+                index = [mirrored_index(i, length) if length is not None else i for i in range(t, t + self.k + 1)]
+                futures = [self.frames[i].code for i in index[1:]]
+                steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
+                context = model.propagation.lookahead_context(record.code, futures, steps)
+        state = model.propagation.forward_step(record.code, context, self.prev_states, flows_prev)
+        if self.mode != "perframe":
+            self.prev_states = [state, *self.prev_states][:2]
+            self.prev_flows = flows_prev[:1]
+        keys = model.keys(record.pooled, record.descriptor, state)
+        b, c = record.feats.shape[:2]
+        out = record.feats.new_empty(b, c, *self.hr_size)
+        model.attention(record.guidance, keys, record.feats, query_tile=self.query_tile, out=out)
+        if model.blend is not None and self.mode != "perframe" and self.last_output is not None:
+            flow = resize_flow(hr_flow, self.hr_size)
+            out = model.blend(out, self.last_output, flow, record.guidance, self.last_guidance)
+        self.last_output, self.last_guidance = out, record.guidance
+        record.guidance = None
+        self.emitted += 1
+        for old in [i for i in self.frames if i < t - self.k - 1]:  # keep what mirrored padding may read
+            del self.frames[old]
+        self._steps = {key: v for key, v in self._steps.items() if min(key) >= t - self.k - 1}
+        return out

@@ -81,3 +81,10 @@ def test_kernels_under_autograd_are_fresh_and_differentiable():
     assert net.cache_numel() == 0 and kernels.requires_grad
     kernels.square().mean().backward()
     assert net.first.linear.weight.grad.abs().sum() > 0 and net.scale_proj.weight.grad.abs().sum() > 0
+
+
+def test_kernels_of_a_model_built_under_inference_mode():
+    with torch.inference_mode():
+        net = HyperKernel(2, OFFSETS_3X3)
+        first = net((4, 4), (10, 10))
+        torch.testing.assert_close(net((4, 4), (10, 10)), first)

@@ -38,6 +38,25 @@ def test_any_channel_count_with_the_same_weights(model, channels):
     assert out.shape == (1, 1, channels, 7, 8) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("grid", [(1, 1), (1, 7), (6, 2), (9, 16)])
+@pytest.mark.parametrize("mode", MODES)
+def test_any_patch_grid(model, grid, mode):
+    feats, video = clip(t=2, c=4, h=grid[0], w=grid[1], size=(2 * grid[0] + 3, 3 * grid[1] + 1))
+    out = run(model, feats, video, mode=mode)
+    assert out.shape == (1, 2, 4, 2 * grid[0] + 3, 3 * grid[1] + 1) and torch.isfinite(out).all()
+    constant = run(model, torch.full_like(feats, 0.7), video, mode=mode)
+    assert (constant - 0.7).abs().max() <= 1e-5
+
+
+def test_default_configuration_at_a_backbone_scale():
+    torch.manual_seed(0)
+    net = VideoAnyUp.from_config("default").eval()
+    feats, video = clip(t=2, c=384, h=4, w=4, size=(56, 56))
+    out = run(net, feats, video)
+    assert out.shape == (1, 2, 384, 56, 56)
+    assert torch.allclose(run(net, feats * 3.0, video), out * 3.0, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "options, expected",
     [
@@ -95,7 +114,7 @@ def test_chunked_equals_unchunked(model, blend_model, mode, blend):
     net = blend_model if blend else model
     feats, video = clip(b=2, t=4)
     whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
-    for chunk_frames, query_tile in [(1, None), (3, 7), (None, 1)]:
+    for chunk_frames, query_tile in [(1, None), (3, 7), (None, 3)]:
         chunked = run(net, feats, video, mode=mode, scale=(2.5, 2.2), chunk_frames=chunk_frames, query_tile=query_tile)
         assert torch.allclose(chunked, whole, atol=1e-5)
 
@@ -233,3 +252,16 @@ def test_bad_options_raise_value_error(model):
     ]:
         with pytest.raises(ValueError, match=name):
             run(model, feats, video, **options)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "lookahead"])
+def test_gradients_reach_every_part_in_training(mode):
+    torch.manual_seed(0)
+    net = VideoAnyUp.from_config("tiny", temporal_blend=True).train()
+    feats, video = clip(t=3)
+    net(feats, video, mode=mode, chunk_frames=2).square().mean().backward()
+    for part in ("agnostic.filters", "guidance.stem.weight", "attention.query.weight", "attention.key.weight",
+                 "attention.prior.head.weight", "key_net.head.weight", "propagation.forward_branch.head.weight",
+                 "blend.gate.0.weight"):
+        grad = net.get_parameter(part).grad
+        assert grad is not None and torch.isfinite(grad).all(), part

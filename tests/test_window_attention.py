@@ -83,6 +83,8 @@ def test_backends_agree():
     assert torch.allclose(probs.sum(-1), torch.ones(3, 2, 5), atol=1e-6) and probs[..., 0].abs().max() == 0
     with pytest.raises(ValueError, match="backend"):
         attention_probabilities(q, k, bias, backend="flash")
+    with pytest.raises((ImportError, ValueError), match="xformers"):  # optional, CUDA only
+        attention_probabilities(q, k, bias, backend="xformers")
 
 
 def test_output_lies_within_its_window_and_constants_stay():

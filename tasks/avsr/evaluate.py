@@ -24,7 +24,6 @@ from videoanyup.tasks.avsr.degradation import bicubic_upscale, degrade, eval_lr_
 from videoanyup.tasks.avsr.inference import upscale_frames
 from videoanyup.tasks.avsr.sources import Clip, find_clips
 from videoanyup.tasks.metrics import QualitySums, quantize
-from videoanyup.tasks.metrics.video_quality import METRICS
 from videoanyup.tasks.video_io import VideoError, iter_frames, to_tensor
 
 BICUBIC = "bicubic"
@@ -194,5 +193,3 @@ def write_figures(results: dict, examples: list[tuple[str, str, dict[str, Tensor
         fig.savefig(folder / f"crops_{clip}_{label}.png")
         plt.close(fig)
 
-
-__all__ = ["METRICS", "evaluate", "format_table", "write_figures", "write_json"]

@@ -75,11 +75,15 @@ def upscale_frames(
 
 
 def _chunked(model: BasicAVSR, frames: Iterable[Tensor], size, chunk: int, overlap: int, device) -> Iterator[Tensor]:
+    """Windows of `chunk + 2·overlap` frames (shifted right at the start, shorter only at the end), so
+    the largest window, and with it the memory, is the same for every clip longer than one window."""
     source = iter(frames)
+    window_size = chunk + 2 * overlap
     buffer: list[Tensor] = []  # LR frames first … first + len(buffer) − 1
     first, next_out, done = 0, 0, False
     while True:
-        while not done and first + len(buffer) < next_out + chunk + overlap:
+        start = max(0, next_out - overlap)
+        while not done and first + len(buffer) < start + window_size:
             try:
                 buffer.append(next(source))
             except StopIteration:
@@ -88,12 +92,13 @@ def _chunked(model: BasicAVSR, frames: Iterable[Tensor], size, chunk: int, overl
         if next_out >= available:
             return
         out_end = min(next_out + chunk, available)
-        start, stop = max(0, next_out - overlap), min(available, out_end + overlap)
+        stop = min(available, start + window_size)
         window = torch.stack(buffer[start - first : stop - first])[None].to(device)  # (1, t, 3, h, w)
         out = model(window, size=size, mode="bidirectional")[0]  # (t, 3, H, W)
-        for i in range(next_out - start, out_end - start):
-            yield out[i].float().cpu()
-        del out, window
+        kept = [out[i].float().cpu().clone() for i in range(next_out - start, out_end - start)]  # (3, H, W) each
+        del out, window  # nothing of this chunk's output stays alive during the next chunk
+        yield from kept
+        kept = []
         next_out = out_end
         drop = next_out - overlap - first
         if drop > 0:

@@ -31,7 +31,11 @@ class Clip:
         return self.path.stem if self.path.is_file() else self.path.name
 
     def read(self, start: int = 0, count: int | None = None) -> Tensor:
-        """Frames `start … start + count − 1` as `(T, 3, H, W)` float32 in [0, 1]."""
+        """Frames `start … start + count − 1` as `(T, 3, H, W)` float32 in [0, 1].
+
+        Video files are decoded from their first frame on every call; for long training videos, frame
+        folders are much faster to sample from.
+        """
         return read_video(self.path, start, count)
 
 

@@ -202,16 +202,16 @@ class AVSRSystem(L.LightningModule):
             example = dict(self._example)
             label = example.pop("label")
             figures["crops"] = side_by_side(list(example.values()), [f"{k} {label}" for k in example])
+        import matplotlib.pyplot as plt
+
         folder.mkdir(parents=True, exist_ok=True)
         for name, fig in figures.items():
-            fig.savefig(folder / f"{name}_step{self.global_step:07d}.png")
+            path = folder / f"{name}_step{self.global_step:07d}.png"
+            fig.savefig(path)
+            plt.close(fig)
             for logger in self.loggers:
                 if hasattr(logger, "log_image"):  # WandbLogger
-                    logger.log_image(key=f"val/{name}", images=[fig], step=self.global_step)
-            fig.clf()
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
+                    logger.log_image(key=f"val/{name}", images=[str(path)], step=self.global_step)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

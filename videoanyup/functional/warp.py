@@ -68,3 +68,12 @@ def compose_flows(flow_ab: Tensor, flow_bc: Tensor, *, padding_mode: str = "bord
         `(..., 2, h, w)` flow from a to c, so `flow_warp(x_c, f_ac) ≈ flow_warp(flow_warp(x_c, f_bc), f_ab)`.
     """
     return flow_ab + flow_warp(flow_bc, flow_ab, padding_mode=padding_mode)
+
+def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize a flow `(N, 2, h0, w0)` to `(N, 2, *size)`, rescaling its (x, y) displacements."""
+    h0, w0 = flow.shape[-2:]
+    if (h0, w0) == tuple(size):
+        return flow
+    shrink = size[0] < h0 or size[1] < w0
+    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return resized * resized.new_tensor([size[1] / w0, size[0] / h0]).view(1, 2, 1, 1)

@@ -22,26 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from videoanyup.functional.warp import compose_flows, flow_warp
+from videoanyup.functional.temporal import mirrored_index
+from videoanyup.functional.warp import compose_flows, flow_warp, resize_flow
 from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualStack
 
 MODES = ("bidirectional", "unidirectional", "lookahead", "perframe")
-
-
-def mirrored_index(index: int, length: int) -> int:
-    """Frame index with mirrored padding past the end of a clip (…, T−2, T−1, T−2, …), clamped at 0."""
-    return index if index < length else max(0, 2 * (length - 1) - index)
-
-
-def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize a flow `(N, 2, h0, w0)` to `(N, 2, *size)`, rescaling its (x, y) displacements."""
-    h0, w0 = flow.shape[-2:]
-    if (h0, w0) == tuple(size):
-        return flow
-    shrink = size[0] < h0 or size[1] < w0
-    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    return resized * resized.new_tensor([size[1] / w0, size[0] / h0]).view(1, 2, 1, 1)
 
 
 class FeaturePropagation(nn.Module):
@@ -78,7 +64,13 @@ class FeaturePropagation(nn.Module):
         self.lookahead_fuse = ResidualStack((lookahead + 1) * channels, channels, 1)
 
     def step(
-        self, branch: nn.Module, align: nn.Module, code: Tensor, extra: list[Tensor], prev: list[Tensor], flows: list[Tensor]
+        self,
+        branch: nn.Module,
+        align: nn.Module,
+        code: Tensor,
+        extra: list[Tensor],
+        prev: list[Tensor],
+        flows: list[Tensor],
     ) -> Tensor:
         """One recurrent step.
 
@@ -98,7 +90,15 @@ class FeaturePropagation(nn.Module):
         return branch(torch.cat([code, *extra, aligned], dim=1))
 
     def forward_step(self, code: Tensor, context: Tensor | None, prev: list[Tensor], flows: list[Tensor]) -> Tensor:
-        """A step of the forward branch; `context` is the backward state, the look-ahead context or None."""
+        """A step of the forward branch.
+
+        Args:
+            code: `(B, S, h, w)` code of frame t.
+            context: `(B, S, h, w)` backward state or look-ahead context of t, or None (zeros).
+            prev, flows: as for `step`, in the forward direction (flows t→t−1, t−1→t−2).
+        Returns:
+            `(B, S, h, w)`.
+        """
         context = torch.zeros_like(code) if context is None else context
         return self.step(self.forward_branch, self.forward_align, code, [context], prev, flows)
 

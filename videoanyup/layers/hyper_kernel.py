@@ -27,6 +27,18 @@ from videoanyup.functional.grid import Region, axis_phases, check_region
 from videoanyup.layers.positional_encoding import log_frequencies, sinusoidal_encoding
 
 
+def _version(p: Tensor) -> tuple[int, int]:
+    """What identifies a parameter's values: its storage and in-place version counter.
+
+    Tensors made under `torch.inference_mode()` have no version counter; they cannot be changed in place
+    outside inference mode, so their storage stands in.
+    """
+    try:
+        return (p.data_ptr(), p._version)
+    except RuntimeError:
+        return (p.data_ptr(), -1)
+
+
 class SineLayer(nn.Module):
     """`sin(ω0 · (W x + b))` with the SIREN initialisation (Sitzmann et al. 2020)."""
 
@@ -130,8 +142,7 @@ class HyperKernel(nn.Module):
 
     # -- the phase cache ---------------------------------------------------------------------------
     def _cache_key(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device, dtype) -> tuple:
-        versions = tuple(p._version for p in self.parameters())
-        return (tuple(lr_size), tuple(hr_size), str(device), dtype, versions)
+        return (tuple(lr_size), tuple(hr_size), str(device), dtype, tuple(_version(p) for p in self.parameters()))
 
     def phase_kernels(self, lr_size: tuple[int, int], hr_size: tuple[int, int]) -> Tensor:
         """All distinct kernels of a grid: `(out_channels·n_offsets, P_h, P_w)`, index `o·n_offsets + k`.

@@ -97,6 +97,27 @@ def _pad_run(x: Tensor, length: int, dim: int) -> Tensor:
     return torch.cat([x, x.narrow(dim, 0, 1).expand(*[missing if d == dim else -1 for d in range(x.dim())])], dim=dim)
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """The content-independent part of window attention on one grid (see `WindowAttention.plan`).
+
+    Attributes:
+        lr_size, hr_size: the grid.
+        rows, cols: runs of HR positions per LR index.
+        index: `(h·w, window²)` flat LR index of each window cell (h·w for cells outside the frame).
+        mask: `(h·w, window²)` 0, or −inf for window cells outside the frame.
+        classes: the logit prior per class of cells, or None (no prior, or read per block).
+    """
+
+    lr_size: tuple[int, int]
+    hr_size: tuple[int, int]
+    rows: AxisRuns
+    cols: AxisRuns
+    index: Tensor
+    mask: Tensor
+    classes: tuple | None
+
+
 class WindowAttention(nn.Module):
     """Convex window attention: HR queries from the guidance, LR keys, raw LR features as values.
 
@@ -131,17 +152,18 @@ class WindowAttention(nn.Module):
         self.query = nn.Conv2d(query_channels, heads * head_dim, 1)
         self.key = nn.Conv2d(key_channels, heads * head_dim, 1)
         self.prior = HyperKernel(heads, window_offsets(window), **(prior_options or {})) if prior else None
-        self._geometry: dict[tuple, tuple] = {}
 
-    def geometry(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> tuple:
-        """(row runs, column runs, window indices, window validity) for a grid, cached per grid."""
-        key = (lr_size, hr_size, str(device))
-        if key not in self._geometry:
-            rows, cols = axis_runs(lr_size[0], hr_size[0]), axis_runs(lr_size[1], hr_size[1])
-            index, valid = window_neighbours(lr_size[0], lr_size[1], self.window)
-            self._geometry.clear()
-            self._geometry[key] = (rows, cols, index.to(device), valid.to(device))
-        return self._geometry[key]
+    def plan(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> "WindowPlan":
+        """Everything about a grid that does not depend on the content: runs, windows, the logit prior.
+
+        Compute it once per clip and pass it to every `forward` on that grid (`VideoAnyUp` does).
+        """
+        lr_size, hr_size = (int(lr_size[0]), int(lr_size[1])), (int(hr_size[0]), int(hr_size[1]))
+        rows, cols = axis_runs(lr_size[0], hr_size[0]), axis_runs(lr_size[1], hr_size[1])
+        index, valid = window_neighbours(lr_size[0], lr_size[1], self.window)
+        mask = torch.zeros(valid.shape, device=device).masked_fill(~valid.to(device), float("-inf"))
+        classes = self.prior_classes(lr_size, hr_size, rows, cols)
+        return WindowPlan(lr_size, hr_size, rows, cols, index.to(device), mask, classes)
 
     def prior_classes(self, lr_size: tuple[int, int], hr_size: tuple[int, int], rows: AxisRuns, cols: AxisRuns):
         """The logit prior grouped by classes of LR cells with the same HR phases in every slot.
@@ -187,6 +209,7 @@ class WindowAttention(nn.Module):
         *,
         query_tile: int | None = None,
         out: Tensor | None = None,
+        plan: "WindowPlan | None" = None,
     ) -> Tensor:
         """Upsample `values` to the guidance's grid.
 
@@ -196,16 +219,20 @@ class WindowAttention(nn.Module):
             values: `(N, C, h, w)` raw LR feature vectors (any C).
             query_tile: the most HR queries processed at once (memory bound; result does not depend on it).
             out: optional `(N, C, H, W)` tensor to write into (e.g. a slice of a larger output).
+            plan: `self.plan(...)` for this grid, to reuse across calls (made here when None).
         Returns:
             `(N, C, H, W)`: at each HR pixel a convex combination of the values in its window.
         """
         n, c, h, w = values.shape
         hr_size = (int(guidance.shape[-2]), int(guidance.shape[-1]))
-        rows, cols, index, valid = self.geometry((h, w), hr_size, values.device)
+        if plan is None:
+            plan = self.plan((h, w), hr_size, values.device)
+        elif plan.lr_size != (h, w) or plan.hr_size != hr_size:
+            raise ValueError(f"plan is for {plan.lr_size} → {plan.hr_size}, the inputs are {(h, w)} → {hr_size}")
         if out is None:
             out = values.new_empty(n, c, *hr_size)
-        tile = DEFAULT_QUERY_TILE if query_tile is None else int(query_tile)
-        if tile < 1:
+        tile = DEFAULT_QUERY_TILE if query_tile is None else query_tile
+        if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
             raise ValueError(f"query_tile must be a positive integer, got {query_tile!r}")
 
         keys = self.key(key_feats.to(self.key.weight.dtype))  # (N, heads·d, h, w)
@@ -213,24 +240,20 @@ class WindowAttention(nn.Module):
             [rearrange(keys, "n e h w -> n (h w) e"), keys.new_zeros(n, 1, keys.shape[1])], dim=1
         )  # (N, h·w + 1, heads·d), the last row stands for cells outside the frame
         values_flat = torch.cat([rearrange(values, "n c h w -> n (h w) c"), values.new_zeros(n, 1, c)], dim=1)
-        mask = torch.zeros(valid.shape, device=keys.device, dtype=keys.dtype)  # (h·w, window²)
-        mask = mask.masked_fill(~valid, float("-inf"))
-        classes = self.prior_classes((h, w), hr_size, rows, cols)
 
-        per_cell = rows.longest * cols.longest
+        per_cell = plan.rows.longest * plan.cols.longest
         cells = max(1, tile // (per_cell * n))
         block_rows, block_cols = (max(1, cells // w), w) if cells >= w else (1, cells)
         for i0 in range(0, h, block_rows):
             i1 = min(h, i0 + block_rows)
             for j0 in range(0, w, block_cols):
-                j1 = min(w, j0 + block_cols)
-                inputs = (guidance, keys_flat, values_flat, mask, index, rows, cols, classes)
-                self._block(*inputs, (i0, i1, j0, j1), (h, w), out)
+                self._block(guidance, keys_flat, values_flat, plan, (i0, i1, j0, min(w, j0 + block_cols)), out)
         return out
 
-    def _block_prior(self, classes, rows: AxisRuns, cols: AxisRuns, block, lr_size, hr_size, device) -> Tensor:
+    def _block_prior(self, plan: "WindowPlan", block: tuple[int, int, int, int], device) -> Tensor:
         """The logit prior of a block of cells: `(cells or 1, heads, R·S, window²)`."""
         i0, i1, j0, j1 = block
+        classes, rows, cols, lr_size, hr_size = plan.classes, plan.rows, plan.cols, plan.lr_size, plan.hr_size
         if classes is not None:
             table, row_class, col_class, col_classes = classes
             rc, cc = row_class[i0:i1], col_class[j0:j1]
@@ -251,17 +274,13 @@ class WindowAttention(nn.Module):
         guidance: Tensor,
         keys_flat: Tensor,
         values_flat: Tensor,
-        mask: Tensor,
-        index: Tensor,
-        rows: AxisRuns,
-        cols: AxisRuns,
-        classes,
+        plan: "WindowPlan",
         block: tuple[int, int, int, int],
-        lr_size: tuple[int, int],
         out: Tensor,
     ) -> None:
         """Attention for the LR cells `[i0, i1) × [j0, j1)` and the HR rectangle they own."""
         i0, i1, j0, j1 = block
+        rows, cols, lr_size = plan.rows, plan.cols, plan.lr_size
         hb, wb = i1 - i0, j1 - j0
         r, s = rows.longest, cols.longest
         top, bottom = int(rows.start[i0]), int(rows.start[i1])
@@ -284,13 +303,14 @@ class WindowAttention(nn.Module):
         cell_ids = (
             torch.arange(i0, i1, device=device)[:, None] * lr_size[1] + torch.arange(j0, j1, device=device)[None, :]
         ).reshape(-1)  # (cells,)
-        neighbours = index.index_select(0, cell_ids)  # (cells, window²)
-        k = rearrange(keys_flat[:, neighbours], "n m o (e d) -> n m e o d", e=self.heads)  # (N, cells, heads, window², d)
+        neighbours = plan.index.index_select(0, cell_ids)  # (cells, window²)
+        k = keys_flat[:, neighbours]  # (N, cells, window², heads·d)
+        k = rearrange(k, "n m o (e d) -> n m e o d", e=self.heads)  # (N, cells, heads, window², d)
         v = values_flat[:, neighbours]  # (N, cells, window², C), gathered once per cell
 
-        bias = mask.index_select(0, cell_ids)[:, None, None, :]  # (cells, 1, 1, window²)
+        bias = plan.mask.index_select(0, cell_ids)[:, None, None, :].to(keys_flat.dtype)  # (cells, 1, 1, window²)
         if self.prior is not None:
-            prior = self._block_prior(classes, rows, cols, block, lr_size, tuple(out.shape[-2:]), device)
+            prior = self._block_prior(plan, block, device)
             bias = bias + prior.to(q.dtype)  # (cells, heads, R·S, window²)
 
         probs = attention_probabilities(q, k, bias[None], backend=self.backend)  # (N, cells, heads, R·S, window²)

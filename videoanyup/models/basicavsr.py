@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from videoanyup.functional.grid import Region, check_region, output_size
+from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, flow_warp
 from videoanyup.layers.frequency_prior import FrequencyPrior
 from videoanyup.layers.hyper_upsampler import HyperUpsampler
@@ -71,11 +72,6 @@ CONFIGS = {
         offset_layers=1,
     ),
 }
-
-
-def mirrored_index(index: int, length: int) -> int:
-    """Frame index with mirrored padding past the end of a clip of `length` frames (…, T−2, T−1, T−2, …)."""
-    return index if index < length else max(0, 2 * (length - 1) - index)
 
 
 class BasicAVSR(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.models.basicavsr import mirrored_index
+from videoanyup.functional.temporal import mirrored_index
 from videoanyup.validation import check_tensor, check_finite
 
 

@@ -21,7 +21,9 @@ from torch import Tensor, nn
 from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from videoanyup.functional.grid import output_size
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
-from videoanyup.layers.feature_propagation import MODES, FeaturePropagation, mirrored_index, resize_flow
+from videoanyup.functional.temporal import mirrored_index
+from videoanyup.functional.warp import resize_flow
+from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
@@ -223,7 +225,7 @@ class VideoAnyUp(nn.Module):
     def flows(self, small: Tensor, mode: str, lr_size: tuple[int, int]) -> dict[str, Tensor | None]:
         """LR flows a mode needs from flow-grid frames `(B, T, 3, fh, fw)`; each `(B, T', 2, h, w)`.
 
-        Also returns "hr_prev", the flows t→t−1 on the flow grid (for the temporal blend).
+        Also returns "prev_on_flow_grid": the flows t→t−1 on the flow grid, which the blend resizes to HR.
         """
         b, t = small.shape[:2]
 
@@ -237,12 +239,12 @@ class VideoAnyUp(nn.Module):
                 resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), lr_size), "(b t) c h w -> b t c h w", b=b
             )
 
-        result: dict[str, Tensor | None] = {"to_prev": None, "to_next": None, "steps": None, "hr_prev": None}
+        result: dict[str, Tensor | None] = {"to_prev": None, "to_next": None, "steps": None, "prev_on_flow_grid": None}
         if mode == "perframe":
             return result
         if t > 1:
-            result["hr_prev"] = run(list(range(1, t)), list(range(t - 1)))  # f_{t→t−1}
-            result["to_prev"] = to_lr(result["hr_prev"])
+            result["prev_on_flow_grid"] = run(list(range(1, t)), list(range(t - 1)))  # f_{t→t−1}
+            result["to_prev"] = to_lr(result["prev_on_flow_grid"])
         if mode == "bidirectional" and t > 1:
             result["to_next"] = to_lr(run(list(range(t - 1)), list(range(1, t))))  # f_{t→t+1}
         if mode == "lookahead":
@@ -279,61 +281,103 @@ class VideoAnyUp(nn.Module):
         b, t, c, h, w = feats.shape
         video_size = (int(video.shape[-2]), int(video.shape[-1]))
         hr_size = video_size if size is None and scale is None else output_size(h, w, scale=scale, size=size)
-        chunk = t if chunk_frames is None else int(chunk_frames)
-        if chunk < 1:
+        chunk = t if chunk_frames is None else chunk_frames
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
-        starts = list(range(0, t, chunk))
 
-        # 1. LR descriptors and pooled guidance, frame chunk by frame chunk (the HR guidance is kept when
-        #    one chunk holds the whole clip).
-        descriptors, pooled, kept = [], [], None
-        for t0 in starts:
-            d, p, g = self.describe(
-                rearrange(feats[:, t0 : t0 + chunk], "b t c h w -> (b t) c h w"),
-                rearrange(video[:, t0 : t0 + chunk], "b t c h w -> (b t) c h w"),
-                hr_size,
-            )
-            descriptors.append(rearrange(d, "(b t) c h w -> b t c h w", b=b))
-            pooled.append(rearrange(p, "(b t) c h w -> b t c h w", b=b))
-            kept = rearrange(g, "(b t) c h w -> b t c h w", b=b) if len(starts) == 1 else None
-        descriptor, pooled_guidance = torch.cat(descriptors, 1), torch.cat(pooled, 1)  # (B, T, ·, h, w)
+        def fold(x: Tensor) -> Tensor:
+            return rearrange(x, "b t c h w -> (b t) c h w")
 
-        # 2. Flows between guidance frames and the propagated state on the LR grid.
-        small = resize_guidance(
-            rearrange(video, "b t c h w -> (b t) c h w"), self.flow_size((h, w), video_size)
-        ).to(descriptor.dtype)
-        flows = self.flows(rearrange(small, "(b t) c h w -> b t c h w", b=b), mode, (h, w))
-        codes = rearrange(
-            self.code(rearrange(descriptor, "b t c h w -> (b t) c h w"), rearrange(pooled_guidance, "b t c h w -> (b t) c h w")),
-            "(b t) c h w -> b t c h w",
-            b=b,
-        )
+        def unfold(x: Tensor) -> Tensor:
+            return rearrange(x, "(b t) c h w -> b t c h w", b=b)
+
+        # 1. LR descriptors and pooled guidance per frame chunk (the HR guidance is kept when one chunk
+        #    holds the whole clip, and recomputed in step 3 otherwise).
+        parts = [
+            self.describe(fold(feats[:, t0 : t0 + chunk]), fold(video[:, t0 : t0 + chunk]), hr_size)
+            for t0 in range(0, t, chunk)
+        ]
+        descriptor = torch.cat([unfold(d) for d, _, _ in parts], dim=1)  # (B, T, M, h, w)
+        pooled = torch.cat([unfold(p) for _, p, _ in parts], dim=1)  # (B, T, Cg, h, w)
+        kept = unfold(parts[0][2]) if len(parts) == 1 else None  # (B, T, Cg, H, W)
+        del parts
+
+        # 2. Flows between guidance frames, the state propagated over the LR grid, the keys.
+        small = resize_guidance(fold(video), self.flow_size((h, w), video_size)).to(descriptor.dtype)
+        flows = self.flows(unfold(small), mode, (h, w))
+        codes = unfold(self.code(fold(descriptor), fold(pooled)))  # (B, T, S, h, w)
         states = self.propagation(
-            codes, mode=mode, flows_to_prev=flows["to_prev"], flows_to_next=flows["to_next"], lookahead_steps=flows["steps"]
+            codes,
+            mode=mode,
+            flows_to_prev=flows["to_prev"],
+            flows_to_next=flows["to_next"],
+            lookahead_steps=flows["steps"],
         )
-        keys = rearrange(
-            self.keys(*(rearrange(x, "b t c h w -> (b t) c h w") for x in (pooled_guidance, descriptor, states))),
-            "(b t) c h w -> b t c h w",
-            b=b,
-        )
+        keys = unfold(self.keys(fold(pooled), fold(descriptor), fold(states)))  # (B, T, key_channels, h, w)
 
-        # 3. Window attention at the output grid, then the optional blend with the previous output.
-        out = feats.new_empty(b, t, c, *hr_size)
-        blend = self.blend is not None and mode != "perframe"
+        # 3. Window attention at the output grid, then the optional blend with the previous output. Without
+        #    gradients the frames are written into one preallocated output; with them, stacked at the end.
+        record = torch.is_grad_enabled()
+        out = None if record else feats.new_empty(b, t, c, *hr_size)
+        plan = self.attention.plan((h, w), hr_size, feats.device)  # runs, windows and prior of this grid
+        clips = []
         for i in range(b):
-            previous_guidance = None
-            for t0 in starts:
+            previous, previous_guidance, chunks = None, None, []
+            for t0 in range(0, t, chunk):
                 t1 = min(t, t0 + chunk)
-                guidance = kept[i, t0:t1] if kept is not None else self.guidance(resize_guidance(video[i, t0:t1], hr_size))
-                self.attention(guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile, out=out[i, t0:t1])
-                if blend:
-                    for j in range(t0, t1):
-                        if j > 0:
-                            flow = resize_flow(flows["hr_prev"][i, j - 1 : j], hr_size)  # (1, 2, H, W)
-                            prev_g = guidance[j - t0 - 1 : j - t0] if j > t0 else previous_guidance
-                            out[i, j] = self.blend(out[i, j : j + 1], out[i, j - 1 : j], flow, guidance[j - t0 : j - t0 + 1], prev_g)[0]
-                    previous_guidance = guidance[-1:]
+                if kept is not None:
+                    guidance = kept[i, t0:t1]  # (t1 − t0, Cg, H, W)
+                else:
+                    guidance = self.guidance(resize_guidance(video[i, t0:t1], hr_size))
+                target = None if record else out[i, t0:t1]
+                result = self.attention(
+                    guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile, out=target, plan=plan
+                )  # (t1 − t0, C, H, W)
+                if self.blend is not None and mode != "perframe":
+                    grid_flows = flows["prev_on_flow_grid"]
+                    result = self._blend_chunk(
+                        result, previous, guidance, previous_guidance, None if grid_flows is None else grid_flows[i], t0
+                    )
+                previous, previous_guidance = result[-1:], guidance[-1:]
+                chunks.append(result)
+            clips.append(torch.cat(chunks) if record else None)
+        out = torch.stack(clips) if record else out
         return out[:, 0] if was_image else out
+
+    def _blend_chunk(
+        self,
+        chunk: Tensor,
+        previous: Tensor | None,
+        guidance: Tensor,
+        previous_guidance: Tensor | None,
+        flows: Tensor | None,
+        t0: int,
+    ) -> Tensor:
+        """Blend the warped output of t−1 into frames `t0, t0+1, …` of one clip, in order.
+
+        Args:
+            chunk: `(n, C, H, W)` attention outputs of frames t0..t0+n−1.
+            previous: `(1, C, H, W)` final output of frame t0 − 1 (None when t0 = 0).
+            guidance: `(n, Cg, H, W)` HR guidance of the chunk; previous_guidance: `(1, Cg, H, W)` of t0 − 1.
+            flows: `(T − 1, 2, fh, fw)` the clip's flows t→t−1 on the flow grid (None when T = 1).
+        Returns:
+            `(n, C, H, W)`: `chunk` itself, blended in place, when no gradient is recorded.
+        """
+        hr_size = tuple(chunk.shape[-2:])
+        frames = list(chunk.split(1))
+        for k in range(len(frames)):
+            j = t0 + k
+            if j == 0:
+                continue
+            flow = resize_flow(flows[j - 1 : j], hr_size)  # (1, 2, H, W), f_{j→j−1}
+            before = frames[k - 1] if k > 0 else previous
+            before_guidance = guidance[k - 1 : k] if k > 0 else previous_guidance
+            frames[k] = self.blend(frames[k], before, flow, guidance[k : k + 1], before_guidance)
+        if torch.is_grad_enabled():
+            return torch.cat(frames)
+        for k, frame in enumerate(frames):
+            chunk[k] = frame[0]
+        return chunk
 
     def stream(self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None):
         """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs."""

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.layers.feature_propagation import mirrored_index, resize_flow
+from videoanyup.functional.temporal import mirrored_index
+from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.guidance_encoder import resize_guidance
 
 
@@ -55,7 +56,9 @@ class VideoAnyUpStream:
     ) -> None:
         mode = model.check_mode(mode)
         if mode == "bidirectional":
-            raise ValueError('mode="bidirectional" needs the whole clip; stream "unidirectional", "lookahead" or "perframe"')
+            raise ValueError(
+                'mode="bidirectional" needs the whole clip; stream "unidirectional", "lookahead" or "perframe"'
+            )
         self.model, self.mode, self.query_tile = model, mode, query_tile
         self.size, self.scale = size, scale
         self.k = model.config.lookahead if mode == "lookahead" else 0
@@ -91,6 +94,7 @@ class VideoAnyUpStream:
             default = self.size is None and self.scale is None
             self.hr_size = video_size if default else output_size(h, w, scale=self.scale, size=self.size)
             self.video_size = video_size
+            self.plan = self.model.attention.plan((h, w), self.hr_size, feats.device)
         elif tuple(feats.shape) != self.lr_shape or tuple(frame.shape[-2:]) != self.video_size:
             raise ValueError(
                 f"every pushed frame must have the shapes of the first: feats {self.lr_shape}, frame size "
@@ -124,11 +128,12 @@ class VideoAnyUpStream:
     def _emit(self, t: int, length: int | None) -> Tensor:
         """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
         model, record = self.model, self.frames[t]
-        context, flows_prev, hr_flow = None, [], None
+        context, flows_prev, grid_flow = None, [], None
         if self.mode != "perframe":
             if t > 0:
-                hr_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
-                flows_prev = [resize_flow(hr_flow, tuple(self.lr_shape[-2:])), *self.prev_flows][: len(self.prev_states)]
+                grid_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
+                to_prev = resize_flow(grid_flow, tuple(self.lr_shape[-2:]))  # (B, 2, h, w), f_{t→t−1}
+                flows_prev = [to_prev, *self.prev_flows][: len(self.prev_states)]
             if self.mode == "lookahead":
                 index = [mirrored_index(i, length) if length is not None else i for i in range(t, t + self.k + 1)]
                 futures = [self.frames[i].code for i in index[1:]]
@@ -141,9 +146,9 @@ class VideoAnyUpStream:
         keys = model.keys(record.pooled, record.descriptor, state)
         b, c = record.feats.shape[:2]
         out = record.feats.new_empty(b, c, *self.hr_size)
-        model.attention(record.guidance, keys, record.feats, query_tile=self.query_tile, out=out)
+        model.attention(record.guidance, keys, record.feats, query_tile=self.query_tile, out=out, plan=self.plan)
         if model.blend is not None and self.mode != "perframe" and self.last_output is not None:
-            flow = resize_flow(hr_flow, self.hr_size)
+            flow = resize_flow(grid_flow, self.hr_size)
             out = model.blend(out, self.last_output, flow, record.guidance, self.last_guidance)
         self.last_output, self.last_guidance = out, record.guidance
         record.guidance = None

@@ -1,7 +1,8 @@
 """`videoanyup train-flow`: pretrain SPyNet on synthetic pairs, then report its EPE on MPI-Sintel samples.
 
     videoanyup train-flow --data ../shared/data/clips/bedroom ../shared/data/davis/JPEGImages \
-        --sintel ../shared/data/sintel --steps 900 --seed 0 --out runs/spynet --export videoanyup/weights/spynet/synthetic
+        --sintel ../shared/data/sintel --crop 256 --window 64 --max-motion 64 --batch-size 8 --lr 1e-3 \
+        --steps 450 --tied-steps 300 --seed 0 --out runs/spynet --export videoanyup/weights/spynet/synthetic
     videoanyup train-flow --eval-only --weights synthetic --sintel ../shared/data/sintel
 
 Training writes Lightning checkpoints to `OUT/checkpoints/` every few minutes (`--resume OUT/checkpoints/last.ckpt`

@@ -19,11 +19,10 @@ features are scaled, and is the same for every permutation of their channels.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.temporal import mirrored_index
-from videoanyup.functional.warp import compose_flows, flow_warp, resize_flow
+from videoanyup.functional.warp import compose_flows, flow_warp
 from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualStack
 

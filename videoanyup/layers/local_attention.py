@@ -11,7 +11,6 @@ untrained module is exactly the bilinear warp with border padding.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import base_grid

@@ -13,15 +13,13 @@ Modes:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from videoanyup.functional.grid import Region, check_region, output_size
 from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, flow_warp
@@ -30,6 +28,7 @@ from videoanyup.layers.hyper_upsampler import HyperUpsampler
 from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
+from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.validation import check_video
 
 MODES = ("bidirectional", "unidirectional", "lookahead")
@@ -74,7 +73,7 @@ CONFIGS = {
 }
 
 
-class BasicAVSR(nn.Module):
+class BasicAVSR(ConfiguredNetwork):
     """Arbitrary-scale video super-resolution network.
 
     Args:
@@ -82,13 +81,14 @@ class BasicAVSR(nn.Module):
         trained_modes: the propagation modes the weights were trained for (None: untrained, all allowed).
     """
 
+    config_class = BasicAVSRConfig
+    configs = CONFIGS
+    modes = MODES
+    kind = "basicavsr"
+
     def __init__(self, config: BasicAVSRConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
-        super().__init__()
-        config = BasicAVSRConfig() if config is None else config
-        if config.mode not in MODES:
-            raise ValueError(f"config.mode must be one of {MODES}, got {config.mode!r}")
-        self.config = config
-        self.trained_modes = None if trained_modes is None else tuple(trained_modes)
+        super().__init__(BasicAVSRConfig() if config is None else config, trained_modes)
+        config = self.config
         c = config.channels
         self.spynet = SPyNet()
         self.prior = FrequencyPrior(3, config.pyramid_levels)
@@ -116,48 +116,6 @@ class BasicAVSR(nn.Module):
                 depth=config.hyper_depth,
             ),
         )
-
-    # -- construction and checkpoints ------------------------------------------------------------
-    @classmethod
-    def from_config(cls, name: str = "paper", **overrides) -> "BasicAVSR":
-        """A fresh network of a named configuration (`CONFIGS`), with optional field overrides."""
-        if name not in CONFIGS:
-            raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
-        known = {f.name for f in fields(BasicAVSRConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown BasicAVSRConfig fields {unknown}; known: {sorted(known)}")
-        return cls(replace(CONFIGS[name], **overrides))
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write `model.safetensors` and `config.json` (architecture + the modes the weights serve)."""
-        record = asdict(self.config) | {"trained_modes": None if self.trained_modes is None else list(self.trained_modes)}
-        return save_checkpoint(folder, self, record)
-
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path) -> "BasicAVSR":
-        """Load a checkpoint folder or bundled weights by name, strictly."""
-        folder = resolve_checkpoint(path_or_name, "basicavsr")
-        record, state = read_checkpoint(folder)
-        trained_modes = record.pop("trained_modes", None)
-        known = {f.name for f in fields(BasicAVSRConfig)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise ValueError(f"{folder}/config.json has fields BasicAVSRConfig does not know: {unknown}")
-        model = cls(BasicAVSRConfig(**record), trained_modes=trained_modes)
-        load_state_strict(model, state, str(folder))
-        return model
-
-    def check_mode(self, mode: str | None) -> str:
-        mode = self.config.mode if mode is None else mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if self.trained_modes is not None and mode not in self.trained_modes:
-            raise ValueError(
-                f"mode={mode!r}: these weights were trained for {list(self.trained_modes)} only; other modes "
-                "are out of distribution (train a checkpoint for that mode, or pick one of those)"
-            )
-        return mode
 
     # -- the method's steps -----------------------------------------------------------------------
     def extract(self, frames: Tensor) -> Tensor:

@@ -10,25 +10,24 @@ combination of input feature vectors, so the output lives in the input's feature
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from videoanyup.functional.grid import output_size
-from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import resize_flow
+from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.window_attention import WindowAttention
+from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.validation import check_video
 
 KIND = "videoanyup"
@@ -85,7 +84,7 @@ CONFIGS = {
 }
 
 
-class VideoAnyUp(nn.Module):
+class VideoAnyUp(ConfiguredNetwork):
     """Feature upsampler guided by the RGB video.
 
     Args:
@@ -93,13 +92,14 @@ class VideoAnyUp(nn.Module):
         trained_modes: the propagation modes the weights were trained for (None: untrained, all allowed).
     """
 
+    config_class = VideoAnyUpConfig
+    configs = CONFIGS
+    modes = MODES
+    kind = KIND
+
     def __init__(self, config: VideoAnyUpConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
-        super().__init__()
-        config = VideoAnyUpConfig() if config is None else config
-        if config.mode not in MODES:
-            raise ValueError(f"config.mode must be one of {MODES}, got {config.mode!r}")
-        self.config = config
-        self.trained_modes = None if trained_modes is None else tuple(trained_modes)
+        super().__init__(VideoAnyUpConfig() if config is None else config, trained_modes)
+        config = self.config
         s, g = config.state_channels, config.guidance_channels
         self.agnostic = FeatureAgnosticLayer(config.basis, config.basis_size)
         self.guidance = GuidanceEncoder(g, config.guidance_blocks, levels=config.pyramid_levels)
@@ -130,48 +130,6 @@ class VideoAnyUp(nn.Module):
             backend=config.backend,
         )
         self.blend = TemporalBlend(g, hidden=config.blend_channels) if config.temporal_blend else None
-
-    # -- construction and checkpoints ------------------------------------------------------------
-    @classmethod
-    def from_config(cls, name: str = "default", **overrides) -> "VideoAnyUp":
-        """A fresh network of a named configuration (`CONFIGS`), with optional field overrides."""
-        if name not in CONFIGS:
-            raise ValueError(f"name must be one of {sorted(CONFIGS)}, got {name!r}")
-        known = {f.name for f in fields(VideoAnyUpConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown VideoAnyUpConfig fields {unknown}; known: {sorted(known)}")
-        return cls(replace(CONFIGS[name], **overrides))
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write `model.safetensors` and `config.json` (architecture + the modes the weights serve)."""
-        modes = None if self.trained_modes is None else list(self.trained_modes)
-        return save_checkpoint(folder, self, asdict(self.config) | {"trained_modes": modes})
-
-    @classmethod
-    def from_pretrained(cls, path_or_name: str | Path) -> "VideoAnyUp":
-        """Load a checkpoint folder, or bundled weights by name, strictly."""
-        folder = resolve_checkpoint(path_or_name, KIND)
-        record, state = read_checkpoint(folder)
-        trained_modes = record.pop("trained_modes", None)
-        known = {f.name for f in fields(VideoAnyUpConfig)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise ValueError(f"{folder}/config.json has fields VideoAnyUpConfig does not know: {unknown}")
-        model = cls(VideoAnyUpConfig(**record), trained_modes=trained_modes)
-        load_state_strict(model, state, str(folder))
-        return model
-
-    def check_mode(self, mode: str | None) -> str:
-        mode = self.config.mode if mode is None else mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if self.trained_modes is not None and mode not in self.trained_modes:
-            raise ValueError(
-                f"mode={mode!r}: these weights were trained for {list(self.trained_modes)} only; other modes "
-                "are out of distribution (train a checkpoint for that mode, or pick one of those)"
-            )
-        return mode
 
     # -- inputs ----------------------------------------------------------------------------------
     @staticmethod

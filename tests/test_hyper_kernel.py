@@ -88,3 +88,13 @@ def test_kernels_of_a_model_built_under_inference_mode():
         net = HyperKernel(2, OFFSETS_3X3)
         first = net((4, 4), (10, 10))
         torch.testing.assert_close(net((4, 4), (10, 10)), first)
+
+
+def test_regions_inside_one_period_are_views_of_the_cache():
+    net = HyperKernel(2, OFFSETS_3X3).eval()
+    with torch.no_grad():
+        full = net((5, 7), (13, 17))  # gcd 1 on both axes: every pixel its own phase
+        part = net((5, 7), (13, 17), (2, 9, 3, 11))
+        table = net.phase_kernels((5, 7), (13, 17))
+    assert part.data_ptr() >= table.data_ptr() and part.untyped_storage().data_ptr() == table.untyped_storage().data_ptr()
+    torch.testing.assert_close(part, full[..., 2:9, 3:11], atol=0, rtol=0)

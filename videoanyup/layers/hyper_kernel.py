@@ -39,6 +39,22 @@ def _version(p: Tensor) -> tuple[int, int]:
         return (p.data_ptr(), -1)
 
 
+def _as_range(index: Tensor) -> slice | None:
+    """`index` as a slice when it counts up by one (a region inside one period of the phases)."""
+    first, count = int(index[0]), index.numel()
+    if int(index[-1]) - first == count - 1 and (count <= 2 or bool((index.diff() == 1).all())):
+        return slice(first, first + count)
+    return None
+
+
+def _take(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """`table[:, rows][:, :, cols]` for `(M, A, B)`; a view without copying when both are ranges."""
+    row_range, col_range = _as_range(rows), _as_range(cols)
+    if row_range is not None and col_range is not None:
+        return table[:, row_range, col_range]
+    return gather_grid(table, rows, cols)
+
+
 class SineLayer(nn.Module):
     """`sin(ω0 · (W x + b))` with the SIREN initialisation (Sitzmann et al. 2020)."""
 
@@ -190,8 +206,9 @@ class HyperKernel(nn.Module):
         """Kernels of every HR pixel in `region` (default: the whole grid).
 
         Returns:
-            `(n_offsets, out_channels, th, tw)`, a transposed view of a contiguous `(out_channels, n_offsets,
-            th, tw)` tensor (so `.transpose(0, 1)` gives the channel-major layout for free).
+            `(n_offsets, out_channels, th, tw)`, a transposed view of an `(out_channels, n_offsets, th, tw)`
+            tensor (so `.transpose(0, 1)` gives the channel-major layout for free). Where the region lies
+            inside one period of the phases (e.g. grids with gcd(H, h) = 1) that tensor is a view of the cache.
         """
         lr_size, hr_size = (int(lr_size[0]), int(lr_size[1])), (int(hr_size[0]), int(hr_size[1]))
         top, bottom, left, right = check_region(region, hr_size)
@@ -208,5 +225,5 @@ class HyperKernel(nn.Module):
             scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
             table = self._as_maps(self.compute(scale_code, rows.phase_offsets[row_unique], cols.phase_offsets[col_unique]))
             row_index, col_index = row_index.to(device), col_index.to(device)
-        gathered = gather_grid(table, row_index, col_index)  # (out·n, th, tw)
+        gathered = _take(table, row_index, col_index)  # (out·n, th, tw)
         return gathered.view(self.out_channels, self.num_offsets, *gathered.shape[-2:]).transpose(0, 1)

@@ -193,7 +193,7 @@ class HyperUpsampler(nn.Module):
         wide = _widen(region, margin, size)
         sampled = bilinear_upsample(unfolded, size, wide)  # (N, C·K², wh, ww)
         kernels = self.kernel(lr_size, size, wide)  # (K², C, wh, ww)
-        kernels = kernels.transpose(0, 1).reshape(ck2, *kernels.shape[-2:])  # (C·K², wh, ww), no copy
+        kernels = kernels.transpose(0, 1).flatten(0, 1)  # (C·K², wh, ww), a view
         product = sampled * kernels
         wh, ww = product.shape[-2:]
         if self.fold_mode == "sum":

@@ -3,6 +3,7 @@
     videoanyup train --config configs/avsr/lite_cpu.yaml [--ckpt_path last]
     videoanyup evaluate --data DIR --scales 2,3,4,2.5x3.5 [--weights W] [--modes …] [--json P] [--figures D]
     videoanyup upscale IN OUT (--scale 2.5 | --scale 2x3 | --size HxW) [--mode …] [--weights W]
+    videoanyup train-flow --data DIR … --sintel DIR [--steps N] [--out DIR]   (SPyNet pretraining)
 
 Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit) end the
 command with a one-line message on stderr and exit status 2, leaving no partial output behind.
@@ -15,7 +16,7 @@ import json
 import logging
 import sys
 
-SUBCOMMANDS_TO_COME = ("train-flow", "probe", "features", "demo")  # later issues
+SUBCOMMANDS_TO_COME = ("probe", "features", "demo")  # later issues
 
 
 def _scales(text: str) -> list[tuple[float, float]]:
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pix-fmt", default="yuv420p", choices=["yuv420p", "yuv444p"], help="yuv420p pads odd sizes by 1")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _add_runtime(up)
+
+    from videoanyup.tasks.flow import cli as flow_cli
+
+    flow = sub.add_parser("train-flow", help="pretrain SPyNet on synthetic pairs; end-point error on Sintel")
+    flow_cli.add_arguments(flow)
     return parser
 
 
@@ -137,6 +143,12 @@ def _upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_flow(args: argparse.Namespace) -> int:
+    from videoanyup.tasks.flow import cli as flow_cli
+
+    return flow_cli.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":  # LightningCLI parses the rest (and sets up Lightning's logging)
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"evaluate": _evaluate, "upscale": _upscale}
+    handlers = {"evaluate": _evaluate, "upscale": _upscale, "train-flow": _train_flow}
     try:
         return handlers[args.command](args)
     except ValueError as error:  # bad inputs: VideoError, weights that do not fit, bad mode or size, …

@@ -79,23 +79,23 @@ def spawn(case: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cases(quick: bool, threads: int) -> list[dict]:
-    grid = []
+def cases(quick: bool, threads: int, parts: set[str]) -> list[dict]:
+    grid: list[dict] = []
     configs = ["lite"] if quick else ["lite", "paper"]
     sizes = [(64, 64)] if quick else [(64, 64), (180, 320)]
     scales = [2.0] if quick else [2.0, 4.0, 3.7]
-    for config in configs:
+    for config in configs if "grid" in parts else []:
         for lr in sizes:
             for scale in scales:
                 for mode in MODES:
                     grid.append(dict(config=config, lr=lr, scale=scale, mode=mode, frames=10, threads=threads))
-    # the kernel branch with and without the cache (bidirectional, ×4 and ×3.7)
-    for config in configs:
+    # the kernel branch with and without the cache (×4 and ×3.7)
+    for config in configs if "kernel" in parts else []:
         for scale in ([4.0] if quick else [4.0, 3.7]):
             grid.append(dict(config=config, lr=sizes[-1], scale=scale, mode="unidirectional", frames=3, threads=threads, kernel="per_pixel"))
             grid.append(dict(config=config, lr=sizes[-1], scale=scale, mode="unidirectional", frames=3, threads=threads, kernel="cached"))
     # streaming memory: T = 10 vs T = 50
-    for frames in (10, 50):
+    for frames in (10, 50) if "stream" in parts else ():
         grid.append(dict(config="lite", lr=sizes[-1], scale=4.0, mode="lookahead", frames=frames, threads=threads, stream=True))
     return grid
 
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", default="grid,kernel,stream", help="comma list of grid, kernel, stream")
     parser.add_argument("--json", default="benchmarks/results/bench_basicavsr.json")
     args = parser.parse_args()
     if args.case:
@@ -115,7 +116,7 @@ def main() -> None:
     header = f"{'config':6} {'LR':>8} {'HR':>10} {'scale':>5} {'mode':14} {'T':>3} {'kernel':9} {'fps':>7} {'s/frame':>8} {'kernel %':>8} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
-    for case in cases(args.quick, args.threads):
+    for case in cases(args.quick, args.threads, set(args.parts.split(","))):
         r = spawn(case)
         results.append(r)
         kind = "stream" if r.get("stream") else r.get("kernel", "cached")

@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default="grid,kernel,stream", help="comma list of grid, kernel, stream")
+    parser.add_argument("--config", help="only this configuration (lite or paper)")
+    parser.add_argument("--lr", help="only this LR size, e.g. 64x64")
+    parser.add_argument("--scale", type=float, help="only this scale")
     parser.add_argument("--json", default="benchmarks/results/bench_basicavsr.json")
     args = parser.parse_args()
     if args.case:
@@ -116,7 +119,14 @@ def main() -> None:
     header = f"{'config':6} {'LR':>8} {'HR':>10} {'scale':>5} {'mode':14} {'T':>3} {'kernel':9} {'fps':>7} {'s/frame':>8} {'kernel %':>8} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
-    for case in cases(args.quick, args.threads, set(args.parts.split(","))):
+    selected = [
+        case
+        for case in cases(args.quick, args.threads, set(args.parts.split(",")))
+        if (args.config is None or case["config"] == args.config)
+        and (args.lr is None or "x".join(map(str, case["lr"])) == args.lr)
+        and (args.scale is None or case["scale"] == args.scale)
+    ]
+    for case in selected:
         r = spawn(case)
         results.append(r)
         kind = "stream" if r.get("stream") else r.get("kernel", "cached")

@@ -92,7 +92,7 @@ class HyperKernel(nn.Module):
         hidden: int = 16,
         depth: int = 3,
         omega: float = 30.0,
-        cache_limit: int = 2**24,
+        cache_limit: int = 2**26,
     ) -> None:
         super().__init__()
         self.out_channels = out_channels

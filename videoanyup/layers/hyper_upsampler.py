@@ -16,6 +16,7 @@ output is computed tile by tile (`tile_size`), which bounds memory by the tile, 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -30,6 +31,7 @@ from videoanyup.layers.residual import ResidualBlock
 
 FOLD_MODES = ("fold", "sum")
 MAX_ROW_PHASES = 256  # one convolution call per row phase
+PHASE_WEIGHT_LIMIT = 2**24  # values of the stacked per-phase kernels
 
 
 def _widen(region: Region, margin: int, size: tuple[int, int]) -> Region:
@@ -145,7 +147,9 @@ class HyperUpsampler(nn.Module):
         if not self.phase_convolution or not kernel.cacheable(lr_size, size):
             return None
         p_h, p_w = num_phases(lr_size[0], size[0]), num_phases(lr_size[1], size[1])
-        if p_h > MAX_ROW_PHASES or p_h * p_w * kernel.out_channels * 16 > kernel.cache_limit:
+        # The stacked per-phase kernels: P_h · C·P_w · (≈4) · (≈4 + column stride) values.
+        stride_w = lr_size[1] // math.gcd(lr_size[1], size[1])
+        if p_h > MAX_ROW_PHASES or p_h * p_w * kernel.out_channels * 4 * (4 + stride_w) > PHASE_WEIGHT_LIMIT:
             return None
         table = kernel.phase_kernels(lr_size, size)
         cached = self._phase_cache

@@ -67,3 +67,14 @@ def test_phase_convolution_equals_the_literal_evaluation(fold, lr, size):
         got = fast(state, frame, size)
         assert fast._phase_cache is not None  # the fast path really ran
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_grids_first_seen_under_inference_mode_still_train():
+    up = HyperUpsampler(4, num_blocks=1)
+    state, frame = torch.randn(1, 4, 7, 9), torch.rand(1, 3, 7, 9)
+    with torch.inference_mode():
+        up.eval()(state, frame, (17, 23))
+    up.train()
+    out = up(state.requires_grad_(), frame, (17, 23), region=(2, 12, 3, 20))
+    out.mean().backward()
+    assert state.grad.abs().sum() > 0

@@ -9,6 +9,7 @@ phase index `i mod P` labels the P distinct offsets exactly — no floating-poin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -109,8 +110,18 @@ class AxisPhases:
     phase_offsets: Tensor
 
 
+@functools.lru_cache(maxsize=256)
 def axis_phases(lr_len: int, hr_len: int, start: int = 0, stop: int | None = None) -> AxisPhases:
-    """Integer-exact phases of HR positions `start..stop-1` (default: the whole axis). CPU tensors."""
+    """Integer-exact phases of HR positions `start..stop-1` (default: the whole axis). CPU tensors.
+
+    Memoised (tiles of a video ask for the same axes every frame): treat the tensors as read-only. They are
+    made outside inference mode, so a memoised answer can also serve autograd later.
+    """
+    with torch.inference_mode(False):
+        return _axis_phases(lr_len, hr_len, start, stop)
+
+
+def _axis_phases(lr_len: int, hr_len: int, start: int, stop: int | None) -> AxisPhases:
     stop = hr_len if stop is None else stop
     index = torch.arange(start, stop, dtype=torch.int64)
     numerator = (2 * index + 1) * lr_len  # (2i + 1)·h

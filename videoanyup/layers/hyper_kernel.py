@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from videoanyup.functional.gather import gather_grid
-from videoanyup.functional.grid import Region, axis_phases, check_region
+from videoanyup.functional.grid import Region, axis_phases, check_region, num_phases
 from videoanyup.layers.positional_encoding import log_frequencies, sinusoidal_encoding
 
 
@@ -165,14 +165,14 @@ class HyperKernel(nn.Module):
 
         Cached whenever no gradient is being recorded for the weights (inference, `torch.no_grad`).
         """
+        weight = self.head.weight
+        use_cache = not (torch.is_grad_enabled() and weight.requires_grad)  # never cut a gradient
+        key = self._cache_key(lr_size, hr_size, weight.device, weight.dtype) if use_cache else None
+        if use_cache and key in self._cache:
+            return self._cache[key]
         rows = axis_phases(lr_size[0], hr_size[0], 0, 0)
         cols = axis_phases(lr_size[1], hr_size[1], 0, 0)
         scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
-        weight = self.head.weight
-        use_cache = not (torch.is_grad_enabled() and weight.requires_grad)  # never cut a gradient
-        key = self._cache_key(lr_size, hr_size, weight.device, weight.dtype)
-        if use_cache and key in self._cache:
-            return self._cache[key]
         kernels = self._as_maps(self.compute(scale_code, rows.phase_offsets, cols.phase_offsets))
         if use_cache:
             self._cache.clear()  # one grid at a time: a video keeps its grid
@@ -186,8 +186,7 @@ class HyperKernel(nn.Module):
         return kernels.permute(3, 2, 0, 1).reshape(out * n, r, s)
 
     def cacheable(self, lr_size: tuple[int, int], hr_size: tuple[int, int]) -> bool:
-        p_h = axis_phases(lr_size[0], hr_size[0], 0, 0).period
-        p_w = axis_phases(lr_size[1], hr_size[1], 0, 0).period
+        p_h, p_w = num_phases(lr_size[0], hr_size[0]), num_phases(lr_size[1], hr_size[1])
         return p_h * p_w * self.num_offsets * self.out_channels <= self.cache_limit
 
     def cache_numel(self) -> int:

@@ -207,6 +207,6 @@ def test_training_step_reaches_every_trainable_part():
     lr = clip(t=3)
     out = model(lr, scale=(2.0, 2.5), mode="bidirectional", region=(0, 12, 5, 20))
     out.mean().backward()
-    for name in ["extractor.head.weight", "backward_branch.head.weight", "forward_branch.head.weight", "prior.band_weights", "upsampler.kernel.head.weight", "spynet.basic_module.5.basic_module.4.conv.weight", "forward_align.deform.offset_head.weight"]:
+    for name in ["extractor.head.weight", "propagation.backward_branch.head.weight", "propagation.forward_branch.head.weight", "prior.band_weights", "upsampler.kernel.head.weight", "spynet.basic_module.5.basic_module.4.conv.weight", "propagation.forward_align.deform.offset_head.weight"]:
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name

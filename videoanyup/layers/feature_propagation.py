@@ -37,6 +37,7 @@ class FeaturePropagation(nn.Module):
         blocks: residual blocks of each branch.
         window, deform_groups, offset_layers: options of `SecondOrderMotionCompensation`.
         lookahead: k, the future frames the `lookahead` mode reads.
+        lookahead_blocks: residual blocks of the look-ahead fusion.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class FeaturePropagation(nn.Module):
         deform_groups: int = 4,
         offset_layers: int = 1,
         lookahead: int = 2,
+        lookahead_blocks: int = 1,
     ) -> None:
         super().__init__()
         self.channels, self.lookahead = channels, lookahead
@@ -60,7 +62,7 @@ class FeaturePropagation(nn.Module):
         self.backward_align, self.forward_align = align(), align()
         self.backward_branch = ResidualStack(2 * channels, channels, blocks)
         self.forward_branch = ResidualStack(3 * channels, channels, blocks)
-        self.lookahead_fuse = ResidualStack((lookahead + 1) * channels, channels, 1)
+        self.lookahead_fuse = ResidualStack((lookahead + 1) * channels, channels, lookahead_blocks)
 
     def step(
         self,

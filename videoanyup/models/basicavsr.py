@@ -18,14 +18,13 @@ from typing import Sequence
 
 import torch
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
 from videoanyup.functional.grid import Region, check_region, output_size
 from videoanyup.functional.temporal import mirrored_index
-from videoanyup.functional.warp import compose_flows, flow_warp
+from videoanyup.layers.feature_propagation import FeaturePropagation
 from videoanyup.layers.frequency_prior import FrequencyPrior
 from videoanyup.layers.hyper_upsampler import HyperUpsampler
-from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.models.pretrained import ConfiguredNetwork
@@ -94,15 +93,15 @@ class BasicAVSR(ConfiguredNetwork):
         self.prior = FrequencyPrior(3, config.pyramid_levels)
         self.extractor = ResidualStack(6, c, config.extract_blocks)
 
-        def align() -> SecondOrderMotionCompensation:
-            return SecondOrderMotionCompensation(
-                c, window=config.attention_window, deform_groups=config.deform_groups, offset_layers=config.offset_layers
-            )
-
-        self.backward_align, self.forward_align = align(), align()
-        self.backward_branch = ResidualStack(2 * c, c, config.propagation_blocks)
-        self.forward_branch = ResidualStack(3 * c, c, config.propagation_blocks)
-        self.lookahead_fuse = ResidualStack((config.lookahead + 1) * c, c, config.lookahead_blocks)
+        self.propagation = FeaturePropagation(
+            c,
+            blocks=config.propagation_blocks,
+            window=config.attention_window,
+            deform_groups=config.deform_groups,
+            offset_layers=config.offset_layers,
+            lookahead=config.lookahead,
+            lookahead_blocks=config.lookahead_blocks,
+        )
         self.upsampler = HyperUpsampler(
             c,
             num_blocks=config.upsample_blocks,
@@ -128,58 +127,6 @@ class BasicAVSR(ConfiguredNetwork):
         flow = self.spynet(rearrange(ref, "b t c h w -> (b t) c h w"), rearrange(supp, "b t c h w -> (b t) c h w"))
         return rearrange(flow, "(b t) c h w -> b t c h w", b=b)
 
-    def recurrent_step(
-        self,
-        branch: nn.Module,
-        align: nn.Module,
-        feat: Tensor,
-        extra: list[Tensor],
-        prev: list[Tensor],
-        flows: list[Tensor],
-    ) -> Tensor:
-        """One propagation step: align the last two states to frame t, then update the state.
-
-        Args:
-            feat: `(B, C, h, w)` features of frame t.
-            extra: further inputs of the branch (the other branch's state, the look-ahead context).
-            prev: the states of t−1 and t−2 that exist so far (0, 1 or 2 of them), `(B, C, h, w)` each.
-            flows: `[f_{t→t−1}, f_{t−1→t−2}]`, as many as `prev` holds, `(B, 2, h, w)` each.
-        Returns:
-            the state `g_t`, `(B, C, h, w)`.
-        """
-        prev1 = prev[0] if prev else None
-        prev2 = prev[1] if len(prev) > 1 else None
-        flow1 = flows[0] if prev else None
-        flow2 = compose_flows(flows[0], flows[1]) if len(prev) > 1 else None
-        aligned = align(feat, prev1, prev2, flow1, flow2)
-        return branch(torch.cat([feat, *extra, aligned], dim=1))
-
-    def propagate_backward(self, feats: Tensor, flows_to_next: Tensor) -> Tensor:
-        """The backward branch: `(B, T, C, h, w)` features, `(B, T−1, 2, h, w)` flows t→t+1 → states."""
-        t = feats.shape[1]
-        states: list[Tensor] = [None] * t  # type: ignore[list-item]
-        for i in range(t - 1, -1, -1):
-            prev = [states[j] for j in (i + 1, i + 2) if j < t]
-            flows = [flows_to_next[:, j - 1] for j in (i + 1, i + 2) if j < t]
-            states[i] = self.recurrent_step(self.backward_branch, self.backward_align, feats[:, i], [], prev, flows)
-        return torch.stack(states, dim=1)
-
-    def lookahead_context(self, feat: Tensor, future_feats: list[Tensor], future_flows: list[Tensor]) -> Tensor:
-        """Features of t+1..t+k warped to t and fused with those of t.
-
-        Args:
-            feat: `(B, C, h, w)` features of frame t.
-            future_feats: k tensors `(B, C, h, w)`, frames t+1..t+k (mirrored past the clip's end).
-            future_flows: k tensors `(B, 2, h, w)`, the flows between consecutive frames t+j−1 → t+j.
-        Returns:
-            `(B, C, h, w)` context.
-        """
-        warped, flow = [], None
-        for future, step in zip(future_feats, future_flows):
-            flow = step if flow is None else compose_flows(flow, step)  # f_{t→t+j}
-            warped.append(flow_warp(future, flow))
-        return self.lookahead_fuse(torch.cat([feat, *warped], dim=1))
-
     def _lookahead_contexts(self, lr: Tensor, feats: Tensor) -> Tensor:
         """Look-ahead contexts of every frame, `(B, T, C, h, w)`."""
         t, k = lr.shape[1], self.config.lookahead
@@ -189,7 +136,7 @@ class BasicAVSR(ConfiguredNetwork):
         for i in range(t):
             future_feats = [feats[:, padded[i + j]] for j in range(1, k + 1)]
             future_flows = [steps[:, i + j - 1] for j in range(1, k + 1)]
-            contexts.append(self.lookahead_context(feats[:, i], future_feats, future_flows))
+            contexts.append(self.propagation.lookahead_context(feats[:, i], future_feats, future_flows))
         return torch.stack(contexts, dim=1)
 
     def forward(
@@ -222,16 +169,16 @@ class BasicAVSR(ConfiguredNetwork):
         flows_to_prev = self.flows(lr[:, 1:], lr[:, :-1]) if t > 1 else None  # f_{t→t−1}, (B, T−1, 2, h, w)
         if mode == "bidirectional":
             flows_to_next = self.flows(lr[:, :-1], lr[:, 1:]) if t > 1 else None  # f_{t→t+1}
-            context = self.propagate_backward(feats, flows_to_next)
+            context = self.propagation.backward_states(feats, flows_to_next)
         elif mode == "lookahead":
             context = self._lookahead_contexts(lr, feats)
         else:
-            context = torch.zeros_like(feats)
+            context = None
 
         outputs, prev = [], []
         for i in range(t):
             flows = [flows_to_prev[:, j - 1] for j in (i, i - 1) if j >= 1][: len(prev)]
-            state = self.recurrent_step(self.forward_branch, self.forward_align, feats[:, i], [context[:, i]], prev, flows)
+            state = self.propagation.forward_step(feats[:, i], None if context is None else context[:, i], prev, flows)
             prev = [state, *prev][:2]
             outputs.append(self.upsampler(state, lr[:, i], hr_size, region))
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)

@@ -98,15 +98,15 @@ class BasicAVSRStream:
         model = self.model
         frame, feat = frames[0], feats[0]
         if self.mode == "lookahead":
-            context = model.lookahead_context(feat, feats[1:], steps)
+            context = model.propagation.lookahead_context(feat, feats[1:], steps)
         else:
-            context = torch.zeros_like(feat)
+            context = None
         flows = []
         if self.prev_states:
             flows = [model.spynet(frame, self.prev_frame)]  # f_{t→t−1}
             if self.prev_flow is not None and len(self.prev_states) > 1:
                 flows.append(self.prev_flow)
-        state = model.recurrent_step(model.forward_branch, model.forward_align, feat, [context], self.prev_states, flows)
+        state = model.propagation.forward_step(feat, context, self.prev_states, flows)
         self.prev_flow = flows[0] if flows else None
         self.prev_states = [state, *self.prev_states][:2]
         self.prev_frame = frame

@@ -133,7 +133,10 @@ def test_evaluate_table_json_figures_and_protocol(setup, tmp_path, capsys):
     assert "bicubic" in capsys.readouterr().out
 
 
-def test_missing_weights_message(setup, tmp_path, capsys):
+def test_missing_weights_message(setup, tmp_path, capsys, monkeypatch):
+    import videoanyup.checkpoint
+
+    monkeypatch.setattr(videoanyup.checkpoint, "BUNDLED_WEIGHTS", tmp_path / "no_bundled_weights")
     root, _ = setup
     _fails(["upscale", str(root / "clip"), str(tmp_path / "o.mp4"), "--scale", "2", "--quiet"], capsys, "--weights")
     assert not (tmp_path / "o.mp4").exists()
@@ -171,7 +174,7 @@ def test_configs_mirror_the_constructors(name, tmp_path):
     ])
     expected = CONFIGS["lite" if name == "lite_cpu" else "paper"]
     assert cli.model.model.config == expected
-    assert cli.model.hparams.spynet_lr_mult == 0.25 and cli.model.hparams.lr == 2e-4
+    assert cli.model.hparams.spynet_lr_mult == 0.25 and cli.model.hparams.lr == (4e-4 if name == "lite_cpu" else 2e-4)
     assert cli.model.val_labels == [scale_label(parse_scale(s)) for s in cli.config.data.val_scales]
     if name == "basicavsr_reds":
         assert (cli.datamodule.num_frames, cli.datamodule.lr_patch, cli.datamodule.gt_patch) == (15, 80, 80)

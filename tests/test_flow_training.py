@@ -134,3 +134,48 @@ def test_command_line_rejects_bad_arguments(capsys):
     assert "--crop" in capsys.readouterr().err
     assert main(["--eval-only"]) == 2
     assert "--sintel" in capsys.readouterr().err
+
+
+def test_folded_batch_norm_equals_the_normalised_network_in_the_published_layout():
+    from videoanyup.tasks.flow.batch_norm import add_batch_norm, fold_batch_norm, has_batch_norm
+
+    spynet = add_batch_norm(_random_spynet())
+    assert has_batch_norm(spynet)
+    for module in spynet.modules():  # non-trivial affine parameters and running statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    with torch.no_grad():
+        for _ in range(3):
+            spynet(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))  # train mode: updates running stats
+    spynet.eval()
+    plain = fold_batch_norm(spynet)
+    assert not has_batch_norm(plain) and list(plain.state_dict()) == list(SPyNet().state_dict())
+    ref, supp = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(plain(ref, supp), spynet(ref, supp), atol=1e-4)
+
+
+def test_teacher_forcing_starts_each_level_from_the_coarser_ground_truth():
+    import torch.nn.functional as F
+
+    spynet = zero_flow_heads(_random_spynet())  # every level keeps its input flow
+    ref, supp = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    truth = torch.randn(1, 2, 64, 64) * 3
+    levels = level_flows(spynet, ref, supp, teacher=truth, teacher_noise=0.0)
+    assert torch.equal(levels[0].flow, torch.zeros(1, 2, 2, 2))  # level 0 has no coarser level
+    for level in (1, 3, 5):
+        coarse = 2 * levels[level].stride
+        expected = 2 * F.interpolate(F.avg_pool2d(truth, coarse) / coarse, scale_factor=2.0, mode="bilinear", align_corners=True)
+        assert torch.allclose(levels[level].flow, expected, atol=1e-5)
+    noisy = level_flows(spynet, ref, supp, teacher=truth, teacher_noise=1.0, generator=torch.Generator().manual_seed(0))
+    error = (noisy[-1].flow - levels[-1].flow).norm(dim=1)
+    assert 0 < error.max() < 6.0  # a smooth error of about a pixel
+
+
+def test_huber_penalty_is_quadratic_below_delta_and_linear_above():
+    from videoanyup.tasks.flow.system import masked_huber
+
+    target, valid = torch.zeros(1, 2, 1, 2), torch.ones(1, 1, 1, 2)
+    flow = torch.tensor([[[[0.6, 3.0]], [[0.8, 4.0]]]])  # errors 1 and 5
+    assert masked_huber(flow, target, valid, 2.0) == pytest.approx((1 / 4 + (5 - 1)) / 2)

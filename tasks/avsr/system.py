@@ -62,6 +62,9 @@ class AVSRSystem(L.LightningModule):
         val_scales: labels of the validation scales (link them to the data module's).
         crop_border: border crop of the RGB metrics.
         val_figures: draw PSNR-vs-scale and crop figures at each validation.
+        spynet_weights: SPyNet weights to start from (a bundled name such as "synthetic", a folder, a
+            `train-flow` checkpoint or the published .pth); None keeps the network's own. A resumed run
+            takes every weight from its checkpoint instead.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class AVSRSystem(L.LightningModule):
         val_scales: Sequence[str] = ("2", "3", "4"),
         crop_border: int = 4,
         val_figures: bool = True,
+        spynet_weights: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, BasicAVSR):
@@ -92,6 +96,10 @@ class AVSRSystem(L.LightningModule):
         if spynet_freeze_steps < 0 or spynet_lr_mult < 0:
             raise ValueError(f"spynet_freeze_steps={spynet_freeze_steps} and spynet_lr_mult={spynet_lr_mult} must be >= 0")
         self.save_hyperparameters(ignore=["model"])
+        if spynet_weights is not None:
+            from videoanyup.tasks.flow.weights import load_spynet
+
+            model.spynet.load_state_dict(load_spynet(spynet_weights).state_dict())
         self.model = model
         self.modes = modes
         self.val_labels = [scale_label(parse_scale(s)) for s in val_scales]

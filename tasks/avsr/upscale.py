@@ -69,7 +69,7 @@ def upscale(
 
     from tqdm import tqdm
 
-    source, target = Path(source), Path(target)
+    source, target = resolve_source(source), Path(target)
     if source.resolve() == target.resolve():
         raise ValueError(f"source and target are the same path {str(source)!r}")
     info = probe(source)

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate (default 4e-4)")
     train.add_argument("--warmup", type=int, default=50, help="warm-up steps (default 50)")
     train.add_argument("--tied-steps", type=int, default=0, help="first N steps share one module across levels (default 0)")
+    train.add_argument("--no-batch-norm", action="store_true", help="train without the batch normalisation that is folded away at export")
+    train.add_argument("--huber-delta", type=float, default=2.0, help="Huber threshold of the per-level loss in level pixels; 0: plain EPE (default 2)")
+    train.add_argument("--teacher-steps", type=int, default=0, help="first N steps start each level from the coarser ground truth + noise (default 0)")
+    train.add_argument("--teacher-noise", type=float, default=1.0, help="largest error added to the teacher flow, level pixels (default 1)")
     train.add_argument("--head-scale", type=float, default=0.1, help="initial scale of each level's last convolution (default 0.1)")
     train.add_argument("--seed", type=int, default=0, help="seed of the pairs, windows and initial weights (default 0)")
     train.add_argument("--max-minutes", type=float, default=75.0, help="stop training after this wall time (default 75)")
@@ -108,6 +112,7 @@ def _train(args: argparse.Namespace, out: Path):
     from torch.utils.data import DataLoader
 
     from videoanyup.layers.spynet import SPyNet
+    from videoanyup.tasks.flow.batch_norm import add_batch_norm, fold_batch_norm, has_batch_norm
     from videoanyup.tasks.flow.sources import load_images
     from videoanyup.tasks.flow.synthetic import SyntheticFlowPairs
     from videoanyup.tasks.flow.system import FlowPretraining, kaiming_init, scale_flow_heads
@@ -126,9 +131,12 @@ def _train(args: argparse.Namespace, out: Path):
     val_loader = DataLoader(val_set, batch_size=min(8, args.val_size), num_workers=0)
 
     spynet = load_spynet(args.init) if args.init else scale_flow_heads(kaiming_init(SPyNet()), args.head_scale)
+    if not args.no_batch_norm:
+        add_batch_norm(spynet)
     system = FlowPretraining(
         spynet, lr=args.lr, total_steps=args.steps, warmup_steps=args.warmup, window=args.window or None, seed=args.seed,
-        tied_steps=args.tied_steps,
+        tied_steps=args.tied_steps, huber_delta=args.huber_delta, teacher_steps=args.teacher_steps,
+        teacher_noise=args.teacher_noise,
     )
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="step{step}", save_last=True, save_top_k=1,
@@ -143,6 +151,9 @@ def _train(args: argparse.Namespace, out: Path):
     )
     trainer.fit(system, loader, val_loader, ckpt_path=args.resume)
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    spynet.eval()
+    if has_batch_norm(spynet):
+        spynet = fold_batch_norm(spynet)
     return spynet, len(images), trainer.global_step
 
 
@@ -180,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "tied_steps": args.tied_steps,
         "head_scale": args.head_scale,
+        "batch_norm": not args.no_batch_norm,
+        "huber_delta": args.huber_delta,
+        "teacher_steps": args.teacher_steps,
+        "teacher_noise": args.teacher_noise,
         "max_motion": args.max_motion,
         "data": list(args.data) + ([] if args.no_skimage else ["scikit-image images"]),
         "frame_stride": args.frame_stride,

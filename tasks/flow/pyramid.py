@@ -68,6 +68,23 @@ def _upsample_window(flow: Tensor, top: int, left: int, full: tuple[int, int]) -
     return 2.0 * F.grid_sample(flow, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def _teacher_flow(
+    teacher: Tensor, level: int, like: Tensor, top: int, left: int, noise: float, generator: torch.Generator | None
+) -> Tensor:
+    """The input flow of `level` under teacher forcing: level l − 1's ground truth upsampled ×2 (×2 in value), cut
+    to the window of `like` (N, 2, h, w) at (top, left), plus a smooth random error (N, 2, h, w)."""
+    coarse_stride = 2 ** (LEVELS - level)
+    coarse = F.avg_pool2d(teacher, coarse_stride) / coarse_stride  # (N, 2, H/2s, W/2s)
+    flow = 2.0 * F.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=True)
+    h, w = like.shape[-2:]
+    flow = flow[:, :, top : top + h, left : left + w]
+    n = like.shape[0]
+    cells = torch.randn(n, 2, max(1, h // 4), max(1, w // 4), generator=generator).to(like)
+    amplitude = noise * torch.rand(n, 1, 1, 1, generator=generator).to(like)
+    error = F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False) * amplitude
+    return flow + error
+
+
 def level_flows(
     spynet: SPyNet,
     ref: Tensor,
@@ -76,6 +93,8 @@ def level_flows(
     window: int | None = None,
     generator: torch.Generator | None = None,
     tied: bool = False,
+    teacher: Tensor | None = None,
+    teacher_noise: float = 1.0,
 ) -> list[LevelFlow]:
     """Run SPyNet's levels on `ref`, `supp` (N, 3, H, W), H and W multiples of 32, keeping every level's flow.
 
@@ -83,6 +102,11 @@ def level_flows(
         window: side of the full-resolution window the two finest levels run on (even; None: whole frame).
         generator: draws the window's position (the same for the whole batch).
         tied: use level 0's module at every level (weight tying, an early phase of pretraining).
+        teacher: ground-truth flow (N, 2, H, W) in full-resolution pixels. Given, every level l > 0 starts from
+            the ground truth of level l − 1 (average-pooled, upsampled as SPyNet does) plus a smooth random error
+            of up to `teacher_noise` pixels of level l, instead of the coarser level's own estimate ("teacher
+            forcing"): each module then learns its real job, correcting a small residual, from the first step,
+            and the levels no longer wait for each other.
     Returns:
         LEVELS `LevelFlow`s, coarsest first; the last one's flow is in full-resolution pixels.
     """
@@ -112,6 +136,8 @@ def level_flows(
             left = int(torch.randint(0, w - side + 1, (), generator=generator))
             flow = flow[:, :, top : top + side, left : left + side]
         wh, ww = flow.shape[-2:]
+        if teacher is not None and level > 0:
+            flow = _teacher_flow(teacher, level, flow, top, left, teacher_noise, generator)
         ref_l = refs[level][:, :, top : top + wh, left : left + ww]
         warped = _warp_window(supps[level], flow, top, left)
         flow = flow + spynet.basic_module[0 if tied else level](torch.cat([ref_l, warped, flow], dim=1))

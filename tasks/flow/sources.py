@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import IMAGE_SUFFIXES, VideoError, is_video_file, iter_frames
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def load_images(
         raise ValueError(f"frame_stride must be ≥ 1, got {frame_stride}")
     images: list[Tensor] = []
     for source in sources:
-        clips = _clip_paths(Path(source))
+        clips = _clip_paths(resolve_source(source))
         if not clips:
             raise VideoError(f"data source {str(source)!r} holds no frame folders or videos")
         for clip in clips:

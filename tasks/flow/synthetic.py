@@ -143,7 +143,7 @@ class SyntheticFlowPairs(Dataset):
         valid = (inside & same_layer).float()[None]  # (1, S, S)
 
         if self.photometric:
-            ref, supp = self._photometric(ref, g), self._photometric(supp, g)
+            ref, supp = self._photometric(torch.stack((ref, supp)), g).unbind(0)
         return {"ref": ref.contiguous(), "supp": supp.contiguous(), "flow": gt.contiguous(), "valid": valid}
 
     # -- parts ---------------------------------------------------------------------------------------------
@@ -207,12 +207,16 @@ class SyntheticFlowPairs(Dataset):
         return F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     @staticmethod
-    def _photometric(x: Tensor, g: torch.Generator) -> Tensor:
-        """Contrast, brightness, gamma, colour gains and Gaussian noise on one frame `(3, S, S)`."""
-        contrast = float(_uniform(g, 0.85, 1.15))
-        brightness = float(_uniform(g, -0.06, 0.06))
-        gamma = _log_uniform(g, 0.85, 1.18)
-        gains = _uniform(g, 0.93, 1.07, (3, 1, 1))
-        sigma = float(_uniform(g, 0.0, 0.02))
-        x = ((x - 0.5) * contrast + 0.5 + brightness).clamp(0, 1) ** gamma * gains
+    def _photometric(frames: Tensor, g: torch.Generator) -> Tensor:
+        """Camera-like photometric noise on a pair `(2, 3, S, S)`: contrast, brightness, gamma and colour gains drawn
+        once for both frames, then a small independent change per frame (brightness, gains, Gaussian noise), as
+        between consecutive video frames (large independent changes drown the motion of low-contrast images)."""
+        contrast = float(_uniform(g, 0.8, 1.2))
+        brightness = float(_uniform(g, -0.08, 0.08))
+        gamma = _log_uniform(g, 0.8, 1.25)
+        gains = _uniform(g, 0.9, 1.1, (1, 3, 1, 1))
+        flicker = _uniform(g, -0.015, 0.015, (2, 1, 1, 1))
+        tint = _uniform(g, 0.985, 1.015, (2, 3, 1, 1))
+        sigma = float(_uniform(g, 0.0, 0.012))
+        x = ((frames - 0.5) * contrast + 0.5 + brightness + flicker).clamp(0, 1) ** gamma * gains * tint
         return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)

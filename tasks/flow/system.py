@@ -55,6 +55,16 @@ def scale_flow_heads(spynet: SPyNet, factor: float) -> SPyNet:
     return spynet
 
 
+def masked_huber(flow: Tensor, target: Tensor, valid: Tensor, delta: float) -> Tensor:
+    """Mean Huber penalty of the end-point error over valid pixels: e²/(2δ) below `delta` pixels, e − δ/2 above.
+
+    Near zero it is the squared error, whose minimiser is the conditional mean: a plain end-point error (a
+    geometric median) keeps an untrained network at zero flow wherever the motion is still uncertain."""
+    error = (flow - target).norm(dim=1, keepdim=True)  # (N, 1, h, w)
+    penalty = torch.where(error < delta, 0.5 * error.square() / delta, error - 0.5 * delta)
+    return (penalty * valid).sum() / valid.sum().clamp_min(1.0)
+
+
 def masked_epe(flow: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     """Mean end-point error over valid pixels: `flow`, `target` (N, 2, h, w), `valid` (N, 1, h, w) in {0, 1}."""
     error = (flow - target).norm(dim=1, keepdim=True)  # (N, 1, h, w)
@@ -75,6 +85,11 @@ class FlowPretraining(L.LightningModule):
         tied_steps: for the first `tied_steps` steps every level uses level 0's module (the levels solve the same
             "refine by about a pixel" problem at different scales, so one module learns from six levels' worth of
             data); at step `tied_steps` its weights are copied to every level, which then train on their own.
+        huber_delta: each level's loss is the Huber penalty of its end-point error with this threshold, in that
+            level's pixels (`masked_huber`); 0 uses the plain end-point error.
+        teacher_steps: for the first `teacher_steps` steps every level starts from the coarser level's ground
+            truth plus a smooth error of up to `teacher_noise` pixels (`pyramid.level_flows(teacher=...)`), then
+            the levels train as the real cascade.
     """
 
     def __init__(
@@ -88,6 +103,9 @@ class FlowPretraining(L.LightningModule):
         level_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
         seed: int = 0,
         tied_steps: int = 0,
+        huber_delta: float = 2.0,
+        teacher_steps: int = 0,
+        teacher_noise: float = 1.0,
     ) -> None:
         super().__init__()
         if len(level_weights) != LEVELS:
@@ -102,12 +120,17 @@ class FlowPretraining(L.LightningModule):
         self.level_weights = tuple(float(w) for w in level_weights)
         self.seed = seed
         self.tied_steps = tied_steps
+        self.huber_delta = float(huber_delta)
+        self.teacher_steps = teacher_steps
+        self.teacher_noise = float(teacher_noise)
         self.save_hyperparameters(ignore=["spynet"])
 
     def multiscale_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """(weighted sum of per-level EPEs, full-resolution EPE inside the window) for one batch."""
+        teacher = batch["flow"] if self.global_step < self.teacher_steps else None
         levels = level_flows(
-            self.spynet, batch["ref"], batch["supp"], window=self.window, generator=generator, tied=self.tied
+            self.spynet, batch["ref"], batch["supp"], window=self.window, generator=generator, tied=self.tied,
+            teacher=teacher, teacher_noise=self.teacher_noise,
         )
         total = batch["ref"].new_zeros(())
         finest = total
@@ -119,7 +142,8 @@ class FlowPretraining(L.LightningModule):
             target = target[:, :, lf.top : lf.top + h, lf.left : lf.left + w]
             valid = valid[:, :, lf.top : lf.top + h, lf.left : lf.left + w]
             finest = masked_epe(lf.flow, target, valid)
-            total = total + weight * finest
+            level_loss = masked_huber(lf.flow, target, valid, self.huber_delta) if self.huber_delta > 0 else finest
+            total = total + weight * level_loss
         return total, finest
 
     @property

@@ -16,10 +16,10 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from subprocess_case import spawn
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "bench_upsample.json"
 GRIDS, OUTPUTS = (16, 32, 64), (224, 448, 896)
@@ -67,16 +67,6 @@ def run_case(case: dict) -> dict:
         peak_gib=peak / 2**30,
         load=os.getloadavg()[0],
     )
-
-
-def spawn(case: dict) -> dict:
-    """Run a case in a fresh interpreter and read its JSON line."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        return dict(case, error=done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def table(results: list[dict]) -> str:
@@ -150,7 +140,7 @@ def main() -> None:
                 method=method, grid=grid, output=output, frames=frames, channels=args.channels, config=args.config,
                 mode=args.mode, threads=args.threads, repeat=1 if output * output * frames > 2_000_000 else args.repeat,
             )
-            results.append(spawn(case))
+            results.append(spawn(__file__, case))
             print(table(results[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(results))

@@ -30,7 +30,6 @@ print(json.dumps({"rc": run.returncode, "peak_kb": peak_kb, "stdout": run.stdout
 
 def prepare_frames(source: Path, folder: Path, count: int, size: tuple[int, int]) -> None:
     """The first `count` frames of `source`, antialiased-bicubic downscaled to `size` = (h, w), as PNGs."""
-    import torch
     from PIL import Image
 
     from videoanyup.functional import downsample

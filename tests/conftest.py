@@ -17,6 +17,13 @@ def _seed():
     yield
 
 
+# A BasicAVSR small enough for command-line and data tests (from_config("lite", **TINY_BASICAVSR)).
+TINY_BASICAVSR = dict(
+    channels=8, extract_blocks=1, propagation_blocks=1, upsample_blocks=1, deform_groups=2, offset_layers=1,
+    hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
+)
+
+
 # -- synthetic video clips (videoanyup.tasks tests) ---------------------------------------------------
 def write_synthetic_clip(path, *, frames: int = 8, height: int = 48, width: int = 64, image: str = "astronaut", step=(2, 3), fps: int = 24):
     """A clip of a scikit-image picture panning by `step` = (dy, dx) pixels per frame.

@@ -15,10 +15,7 @@ from videoanyup.models.basicavsr import BasicAVSR  # noqa: E402
 from videoanyup.tasks.avsr.datamodule import AVSRDataModule  # noqa: E402
 from videoanyup.tasks.avsr.system import AVSRSystem, CosineFactor, charbonnier  # noqa: E402
 
-TINY = dict(
-    channels=8, extract_blocks=1, propagation_blocks=1, upsample_blocks=1, deform_groups=2, offset_layers=1,
-    hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
-)
+from conftest import TINY_BASICAVSR as TINY  # noqa: E402
 
 
 def tiny_model() -> BasicAVSR:

@@ -15,10 +15,7 @@ from videoanyup.tasks.cli import main
 from videoanyup.tasks.metrics import psnr, quantize
 from videoanyup.tasks.video_io import probe, read_video
 
-TINY = dict(
-    channels=8, extract_blocks=1, propagation_blocks=1, upsample_blocks=1, deform_groups=2, offset_layers=1,
-    hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
-)
+from conftest import TINY_BASICAVSR as TINY  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import torch
 from videoanyup.functional.grid import output_size
 from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.inference import upscale_frames
+from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import DEFAULT_FPS, VideoError, VideoWriter, iter_frames, probe, to_tensor, to_uint8
 
 log = logging.getLogger(__name__)

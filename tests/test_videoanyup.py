@@ -120,6 +120,40 @@ def test_chunked_equals_unchunked(model, blend_model, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("blend", [False, True])
+def test_iter_chunks_concatenate_to_forward(model, blend_model, mode, blend):
+    net = blend_model if blend else model
+    feats, video = clip(b=2, t=5)
+    whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
+    for chunk_frames in (1, 3, 5):
+        with torch.no_grad():
+            parts = list(net.iter_chunks(feats, video, mode=mode, scale=(2.5, 2.2), chunk_frames=chunk_frames))
+            same_chunks = net(feats, video, mode=mode, scale=(2.5, 2.2), chunk_frames=chunk_frames)
+        assert [t0 for t0, _ in parts] == list(range(0, 5, chunk_frames))
+        assert [tuple(p.shape) for _, p in parts] == [(2, min(chunk_frames, 5 - t0), 5, 10, 11) for t0, _ in parts]
+        joined = torch.cat([p for _, p in parts], dim=1)
+        assert (joined - same_chunks).abs().max() <= 1e-6
+        assert (joined - whole).abs().max() <= 1e-6
+
+
+def test_iter_chunks_are_fresh_tensors_and_inputs_are_checked_at_the_call(blend_model):
+    feats, video = clip(t=4)
+    whole = run(blend_model, feats, video, mode="unidirectional")
+    with torch.no_grad():
+        chunks = []
+        for _, part in blend_model.iter_chunks(feats, video, mode="unidirectional", chunk_frames=2):
+            chunks.append(part.clone())
+            part.fill_(1e6)  # a caller reusing the buffer must not change the blend of the next chunk
+    assert torch.allclose(torch.cat(chunks, dim=1), whole, atol=1e-6)
+    for options, name in [(dict(chunk_frames=0), "chunk_frames"), (dict(query_tile=0), "query_tile"),
+                          (dict(mode="sideways"), "mode")]:
+        with pytest.raises(ValueError, match=name):
+            blend_model.iter_chunks(feats, video, **options)  # no next() needed
+    with pytest.raises(ValueError, match="video"):
+        blend_model.iter_chunks(feats, video[:, :2])
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_one_frame_equals_the_image_call(model, mode):
     feats, video = clip(b=2, t=1)
     clip_out = run(model, feats, video, mode=mode)

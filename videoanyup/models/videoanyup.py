@@ -6,12 +6,16 @@ resolution; a hidden state propagated over the LR grid (bidirectional, unidirect
 frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
 optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
 combination of input feature vectors, so the output lives in the input's feature space whatever C is.
+
+`forward` returns the whole `(B, T, C, H, W)` output; `iter_chunks` runs the same steps but yields it one
+frame chunk at a time (the LR-grid steps once for the clip, the HR attention per chunk), for clips whose
+HR features do not fit in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from einops import rearrange
@@ -31,6 +35,12 @@ from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.validation import check_video
 
 KIND = "videoanyup"
+
+
+def _positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -234,14 +244,74 @@ class VideoAnyUp(ConfiguredNetwork):
         Returns:
             `(B, T, C, H, W)` in the dtype of `feats` (or `(B, C, H, W)` for an image).
         """
+        feats, video, was_image, mode, hr_size = self._resolve(feats, video, size, scale, mode)
+        chunk = feats.shape[1] if chunk_frames is None else _positive(chunk_frames, "chunk_frames")
+        if torch.is_grad_enabled():  # the chunks are stacked at the end
+            out = torch.cat([part for _, part in self._chunks(feats, video, mode, hr_size, chunk, query_tile)], dim=1)
+        else:  # the frames are written into one preallocated output
+            out = feats.new_empty(*feats.shape[:3], *hr_size)  # (B, T, C, H, W)
+            for _ in self._chunks(feats, video, mode, hr_size, chunk, query_tile, out=out):
+                pass
+        return out[:, 0] if was_image else out
+
+    def iter_chunks(
+        self,
+        feats: Tensor,
+        video: Tensor,
+        *,
+        size: Sequence[int] | None = None,
+        scale: float | Sequence[float] | None = None,
+        mode: str | None = None,
+        chunk_frames: int = 8,
+        query_tile: int | None = None,
+    ) -> Iterator[tuple[int, Tensor]]:
+        """The output of `forward`, one frame chunk at a time, so the whole HR clip is never held.
+
+        Steps 1–2 (descriptors, flows, propagation, keys: all on the LR grid) run once for the whole clip
+        on the first `next()`; step 3 then runs per chunk of `chunk_frames` frames. The optional temporal
+        blend carries the previous chunk's last output across the boundary, so the chunks concatenated
+        along T equal `forward(...)`. The inputs are checked when this is called.
+
+        Args:
+            feats, video, size, scale, mode, query_tile: as for `forward` (an image counts as T = 1).
+            chunk_frames: frames per yielded chunk.
+        Yields:
+            `(t0, out)`: the first frame index and the `(B, n, C, H, W)` output of frames t0..t0+n−1, a
+            fresh tensor for each chunk (n = chunk_frames, fewer in the last chunk).
+        """
+        feats, video, _, mode, hr_size = self._resolve(feats, video, size, scale, mode)
+        chunk = _positive(chunk_frames, "chunk_frames")
+        if query_tile is not None:
+            _positive(query_tile, "query_tile")
+        return self._chunks(feats, video, mode, hr_size, chunk, query_tile)
+
+    def _resolve(self, feats, video, size, scale, mode) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:
+        """Checked `(B, T, C, h, w)` features, `(B, T, 3, H0, W0)` video, whether they were images, the mode
+        and the output size `(H, W)`."""
         feats, video, was_image = self.check_inputs(feats, video)
         mode = self.check_mode(mode)
-        b, t, c, h, w = feats.shape
+        h, w = feats.shape[-2:]
         video_size = (int(video.shape[-2]), int(video.shape[-1]))
         hr_size = video_size if size is None and scale is None else output_size(h, w, scale=scale, size=size)
-        chunk = t if chunk_frames is None else chunk_frames
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
+        return feats, video, was_image, mode, hr_size
+
+    def _chunks(
+        self,
+        feats: Tensor,
+        video: Tensor,
+        mode: str,
+        hr_size: tuple[int, int],
+        chunk: int,
+        query_tile: int | None,
+        out: Tensor | None = None,
+    ) -> Iterator[tuple[int, Tensor]]:
+        """The method's steps on checked `(B, T, C, h, w)` features and `(B, T, 3, H0, W0)` video.
+
+        Yields `(t0, (B, n, C, H, W))` per frame chunk: slices of `out` when it is given (no gradients),
+        else fresh tensors (stacked from the clips' parts when gradients are recorded).
+        """
+        b, t, c, h, w = feats.shape
+        video_size = (int(video.shape[-2]), int(video.shape[-1]))
 
         def fold(x: Tensor) -> Tensor:
             return rearrange(x, "b t c h w -> (b t) c h w")
@@ -272,35 +342,42 @@ class VideoAnyUp(ConfiguredNetwork):
             lookahead_steps=flows["steps"],
         )
         keys = unfold(self.keys(fold(pooled), fold(descriptor), fold(states)))  # (B, T, key_channels, h, w)
+        del descriptor, pooled, codes, states
 
-        # 3. Window attention at the output grid, then the optional blend with the previous output. Without
-        #    gradients the frames are written into one preallocated output; with them, stacked at the end.
+        # 3. Window attention at the output grid per frame chunk, then the optional blend with the previous
+        #    output (the last output and guidance of each clip carry over to the next chunk).
         record = torch.is_grad_enabled()
-        out = None if record else feats.new_empty(b, t, c, *hr_size)
         plan = self.attention.plan((h, w), hr_size, feats.device)  # runs, windows and prior of this grid
-        clips = []
-        for i in range(b):
-            previous, previous_guidance, chunks = None, None, []
-            for t0 in range(0, t, chunk):
-                t1 = min(t, t0 + chunk)
+        blend = self.blend is not None and mode != "perframe"
+        grid_flows = flows["prev_on_flow_grid"]  # (B, T − 1, 2, fh, fw) or None
+        previous: list[Tensor | None] = [None] * b  # (1, C, H, W) output of frame t0 − 1 per clip
+        previous_guidance: list[Tensor | None] = [None] * b  # (1, Cg, H, W)
+        for t0 in range(0, t, chunk):
+            t1 = min(t, t0 + chunk)
+            if record:
+                target = None
+            else:  # (B, t1 − t0, C, H, W)
+                target = out[:, t0:t1] if out is not None else feats.new_empty(b, t1 - t0, c, *hr_size)
+            clips = []
+            for i in range(b):
                 if kept is not None:
                     guidance = kept[i, t0:t1]  # (t1 − t0, Cg, H, W)
                 else:
                     guidance = self.guidance(resize_guidance(video[i, t0:t1], hr_size))
-                target = None if record else out[i, t0:t1]
                 result = self.attention(
-                    guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile, out=target, plan=plan
+                    guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
+                    out=None if record else target[i], plan=plan,
                 )  # (t1 − t0, C, H, W)
-                if self.blend is not None and mode != "perframe":
-                    grid_flows = flows["prev_on_flow_grid"]
+                if blend:
                     result = self._blend_chunk(
-                        result, previous, guidance, previous_guidance, None if grid_flows is None else grid_flows[i], t0
+                        result, previous[i], guidance, previous_guidance[i],
+                        None if grid_flows is None else grid_flows[i], t0,
                     )
-                previous, previous_guidance = result[-1:], guidance[-1:]
-                chunks.append(result)
-            clips.append(torch.cat(chunks) if record else None)
-        out = torch.stack(clips) if record else out
-        return out[:, 0] if was_image else out
+                if blend:  # the caller may change a yielded chunk in place: copies of what the next chunk reads
+                    previous[i] = result[-1:] if record else result[-1:].clone()
+                    previous_guidance[i] = guidance[-1:] if record else guidance[-1:].clone()
+                clips.append(result)
+            yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
 
     def _blend_chunk(
         self,

@@ -1,0 +1,53 @@
+"""The upsamplers the probes compare, by name.
+
+* "bilinear": `F.interpolate` of the LR features (align_corners=False);
+* "perframe": a VideoAnyUp model with `mode="perframe"` (no temporal propagation);
+* "videoanyup": the same model in its own (trained / configured) mode.
+
+Each is a function `(feats (T, C, h, w), frames (T, 3, H, W)) -> (T, C, H, W)` run without gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+UPSAMPLERS = ("bilinear", "perframe", "videoanyup")
+NEEDS_MODEL = ("perframe", "videoanyup")
+
+Upsampler = Callable[[Tensor, Tensor], Tensor]
+
+
+def parse_upsamplers(text: str) -> list[str]:
+    """`"bilinear,videoanyup"` → names, checked (bilinear is always included: it is the reference)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in UPSAMPLERS]
+    if bad or not names:
+        raise ValueError(f"--upsampler takes a comma list of {', '.join(UPSAMPLERS)}, got {text!r}")
+    if "bilinear" not in names:
+        names.insert(0, "bilinear")
+    return list(dict.fromkeys(names))
+
+
+def make_upsampler(name: str, model=None, *, query_tile: int | None = None) -> Upsampler:
+    """The upsampler `name` (module docstring); `model` is the VideoAnyUp for the two that need one."""
+    if name == "bilinear":
+
+        def bilinear(feats: Tensor, frames: Tensor) -> Tensor:
+            return F.interpolate(feats.float(), size=tuple(frames.shape[-2:]), mode="bilinear", align_corners=False)
+
+        return bilinear
+    if name not in NEEDS_MODEL:
+        raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {name!r}")
+    if model is None:
+        raise ValueError(f"upsampler {name!r} needs a VideoAnyUp model")
+    mode = "perframe" if name == "perframe" else None
+
+    def learned(feats: Tensor, frames: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return model(feats[None], frames[None], mode=mode, query_tile=query_tile)[0]
+
+    return learned

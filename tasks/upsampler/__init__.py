@@ -1,0 +1,1 @@
+"""VideoAnyUp training: multi-zoom crop objective, consistency and temporal terms, data, system, command line."""

@@ -1,0 +1,328 @@
+"""The VideoAnyUp training system: handed a `VideoAnyUp`, it owns the backbones, the losses and the schedule.
+
+Recipe of DESIGN.md §5.6. Each step draws, from `(seed, global_step, rank)` alone, a backbone, an LR grid
+g, a zoom z and a propagation mode, so a resumed run repeats the same draws:
+
+- **image batches** `(B, 1, 3, S, S)`: LR features of the backbone on the image at `(g·p)²`; the output
+  at the `z·g` grid; the crop objective (`objective.py`) on one random g × g window per image;
+  `self_consistency_weight` × (area-downsampled output ≈ LR input); `consistency_weight` × (output with
+  photometrically jittered guidance ≈ output with clean guidance);
+- **clip batches** `(B, T, 3, S, S)`: the same crop and self-consistency terms on every frame, plus
+  `temporal_weight` × the temporal term: output at t against the output at t−1 warped by the flow t→t−1
+  on non-occluded pixels. That flow comes from a frozen SPyNet (`spynet_weights`, by default the bundled
+  "synthetic" one) run without gradient on the guidance frames at their full S × S resolution, then
+  resized to the output grid; occlusions by the forward–backward check (`losses.non_occluded`).
+
+The backbones are frozen, built lazily with `build_backbone` (random ones from a fixed seed per name, so
+every process and every resumed run has the same weights) and kept out of the checkpoint; so is the loss's
+SPyNet. AdamW with a cosine schedule; bf16 autocast on CUDA (default) for the backbones and the network,
+losses in float32. Validation: the crop objective at every zoom with the centre window of each
+validation image, for every backbone, beside the bilinear baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import nullcontext
+from dataclasses import asdict
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from videoanyup.backbones import build_backbone
+from videoanyup.backbones.base import Backbone
+from videoanyup.functional.warp import resize_flow
+from videoanyup.layers.feature_propagation import MODES
+from videoanyup.models.videoanyup import VideoAnyUp
+from videoanyup.tasks.avsr.sampling import seeded_generator
+from videoanyup.tasks.avsr.system import CosineFactor
+from videoanyup.tasks.upsampler.augment import photometric_jitter
+from videoanyup.tasks.upsampler.losses import (
+    consistency_loss,
+    feature_loss,
+    non_occluded,
+    self_consistency_loss,
+    temporal_loss,
+)
+from videoanyup.tasks.upsampler.objective import crop_targets, draw_windows, lr_features, take_windows
+
+log = logging.getLogger(__name__)
+
+
+def step_draws(
+    seed: int,
+    step: int,
+    rank: int,
+    batch_size: int,
+    *,
+    backbones: Sequence[str],
+    grids: Sequence[int],
+    zooms: Sequence[int],
+    modes: Sequence[str],
+    supersample: Sequence[int] = (1,),
+) -> dict[str, Any]:
+    """A step's backbone, grid, zoom, mode, `(batch_size, 2)` windows, supersampling factor and the generator
+    of its jitter.
+
+    A pure function of `(seed, step, rank)` (and the option lists), so a resumed run draws the same.
+    """
+    g = seeded_generator(seed, step, rank, 17)
+
+    def pick(options: Sequence[Any]) -> Any:
+        return options[int(torch.randint(0, len(options), (), generator=g))]
+
+    backbone, grid, zoom, mode = pick(list(backbones)), int(pick(list(grids))), int(pick(list(zooms))), pick(list(modes))
+    windows = draw_windows(g, batch_size, grid, zoom)
+    k = int(pick(list(supersample))) if len(supersample) > 1 else int(supersample[0])
+    return {"backbone": backbone, "grid": grid, "zoom": zoom, "mode": mode, "windows": windows, "supersample": k, "generator": g}
+
+
+class UpsamplerSystem(L.LightningModule):
+    """Trains and validates a VideoAnyUp network.
+
+    Args:
+        model: the network to train.
+        backbones: registered backbone names; one is drawn per step (and per process).
+        random_backbones: build them with random weights (offline); the weights of backbone i come from
+            seed `backbone_seed + i`.
+        backbone_seed: see `random_backbones`.
+        grids: LR grid sides g to draw from (the backbone sees `(g·p)²` pixels).
+        zooms: zoom factors z to draw from (the loss grid is `z·g`; needs S ≥ z·g).
+        supersample: factors k to draw from: the network predicts the `k·z·g` grid, area-pooled by k to the
+            loss grid (AnyUp predicts pixels and pools to the target grid). k > 1 trains the scale-conditioned
+            prior at the ×14–16 scales that pixel-level upsampling uses, not only at ×z.
+        lr, betas, weight_decay: AdamW.
+        min_lr: learning rate at the end of the cosine schedule.
+        crop_weight, self_consistency_weight, consistency_weight, temporal_weight: loss weights.
+        jitter: strength of the photometric jitter of the consistency term.
+        modes: propagation modes to train (one drawn per step); None: the model's configured mode. The
+            trained checkpoint records them (`model.trained_modes`).
+        freeze_spynet: keep the network's own SPyNet fixed.
+        spynet_weights: SPyNet weights (bundled name, folder or checkpoint) for the network's SPyNet at the
+            start and for the flows of the temporal term; None: the network's own weights for both.
+        bf16: bf16 autocast; None: on when training on CUDA.
+        grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
+        seed: seed of the per-step draws.
+    """
+
+    def __init__(
+        self,
+        model: VideoAnyUp,
+        *,
+        backbones: Sequence[str] = ("dinov2_vits14",),
+        random_backbones: bool = False,
+        backbone_seed: int = 0,
+        grids: Sequence[int] = (16,),
+        zooms: Sequence[int] = (2, 4, 8),
+        supersample: Sequence[int] = (1,),
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 1e-5,
+        min_lr: float = 1e-6,
+        crop_weight: float = 1.0,
+        self_consistency_weight: float = 0.1,
+        consistency_weight: float = 0.1,
+        temporal_weight: float = 0.5,
+        jitter: float = 0.3,
+        modes: Sequence[str] | None = None,
+        freeze_spynet: bool = True,
+        spynet_weights: str | None = "synthetic",
+        bf16: bool | None = None,
+        grad_clip_norm: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, VideoAnyUp):
+            raise ValueError(f"model must be a VideoAnyUp, got {type(model).__name__}")
+        if not backbones:
+            raise ValueError("backbones is empty: name at least one registered backbone")
+        if not grids or min(grids) < 1 or not zooms or min(zooms) < 1:
+            raise ValueError(f"grids={list(grids)} and zooms={list(zooms)} must be non-empty lists of positive integers")
+        if not supersample or min(supersample) < 1:
+            raise ValueError(f"supersample must be a non-empty list of positive integers, got {list(supersample)}")
+        modes = list(modes) if modes else [model.config.mode]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"modes={modes} contains unknown modes {unknown}; known: {list(MODES)}")
+        self.save_hyperparameters(ignore=["model"])
+        if spynet_weights is not None:
+            from videoanyup.tasks.flow.weights import load_spynet
+
+            model.spynet.load_state_dict(load_spynet(spynet_weights).state_dict())
+        if freeze_spynet:
+            model.spynet.requires_grad_(False)
+        self.model = model
+        self.modes = modes
+        # Plain containers, not submodules: frozen, rebuilt on demand, never in the checkpoint.
+        self._backbones: dict[str, Backbone] = {}
+        self._flow_net = [copy.deepcopy(model.spynet).eval().requires_grad_(False)]
+
+    # -- frozen helpers ------------------------------------------------------------------------------
+    def backbone(self, name: str) -> Backbone:
+        """The frozen backbone `name` on this system's device (built on first use)."""
+        if name not in self._backbones:
+            hp = self.hparams
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(hp.backbone_seed + list(hp.backbones).index(name))
+                self._backbones[name] = build_backbone(name, random=hp.random_backbones)
+        backbone = self._backbones[name]
+        if next(backbone.parameters()).device != self.device:
+            backbone.to(self.device)
+        return backbone
+
+    def flow_net(self):
+        net = self._flow_net[0]
+        if net.mean.device != self.device:
+            net.to(self.device)
+        return net
+
+    def autocast(self):
+        enabled = self.hparams.bf16 if self.hparams.bf16 is not None else self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+    def draws(self, batch_size: int) -> dict[str, Any]:
+        """This step's draws (`step_draws` at this global step and rank)."""
+        hp = self.hparams
+        return step_draws(
+            hp.seed, self.global_step, self.global_rank, batch_size, backbones=list(hp.backbones), grids=list(hp.grids),
+            zooms=list(hp.zooms), modes=self.modes, supersample=list(hp.supersample),
+        )
+
+    # -- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(total, hp.min_lr / hp.lr))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip = self.hparams.grad_clip_norm if gradient_clip_val is None else gradient_clip_val
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+
+    def on_fit_start(self) -> None:
+        self.model.trained_modes = tuple(self.modes)
+
+    def on_train_start(self) -> None:
+        # As in AVSRSystem: a restored LambdaLR brings back its saved `total`; re-size it to this run's budget.
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        for config in self.trainer.lr_scheduler_configs:
+            for factor in getattr(config.scheduler, "lr_lambdas", []):
+                if isinstance(factor, CosineFactor):
+                    factor.total = total
+
+    # -- the step ------------------------------------------------------------------------------------
+    def losses(self, frames: Tensor, draws: dict[str, Any]) -> dict[str, Tensor]:
+        """The loss terms of one batch `(B, T, 3, S, S)` under one step's draws (T = 1: images)."""
+        hp = self.hparams
+        b, t, _, height, width = frames.shape
+        grid, zoom, mode = draws["grid"], draws["zoom"], draws["mode"]
+        if height != width or zoom * grid > height:
+            raise ValueError(f"frames must be square with S >= zoom × grid = {zoom * grid}, got {tuple(frames.shape)}")
+        size = (zoom * grid, zoom * grid)  # the loss grid
+        k = int(draws.get("supersample", 1))
+        predicted = (k * size[0], k * size[1])  # the network's output grid, pooled by k to the loss grid
+
+        def pooled(x: Tensor) -> Tensor:  # (N, C, kH, kW) -> (N, C, H, W)
+            return F.avg_pool2d(x, k) if k > 1 else x
+
+        backbone = self.backbone(draws["backbone"])
+        images = rearrange(frames, "b t c h w -> (b t) c h w")  # (B·T, 3, S, S)
+        with torch.no_grad(), self.autocast():
+            lr = lr_features(backbone, images, grid).float()  # (B·T, C, g, g)
+            target = crop_targets(backbone, images, draws["windows"], grid=grid, zoom=zoom).float()  # (B·T, C, g, g)
+        with self.autocast():
+            out = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), frames, size=predicted, mode=mode)
+        flat = pooled(rearrange(out, "b t c h w -> (b t) c h w").float())  # (B·T, C, H, W) on the loss grid
+        out = rearrange(flat, "(b t) c h w -> b t c h w", b=b)
+        terms = {
+            "crop": feature_loss(take_windows(flat, draws["windows"], grid), target),
+            "self_consistency": self_consistency_loss(flat, lr),
+        }
+        if t == 1 and hp.consistency_weight:
+            jittered = photometric_jitter(images, draws["generator"], strength=hp.jitter).view_as(frames)
+            with self.autocast():
+                out_jittered = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), jittered, size=predicted, mode=mode)
+            terms["consistency"] = consistency_loss(pooled(rearrange(out_jittered, "b t c h w -> (b t) c h w").float()), flat)
+        if t > 1 and hp.temporal_weight:
+            flows, visible = self.clip_flows(frames, size)
+            terms["temporal"] = temporal_loss(out, flows, visible)
+        return terms
+
+    @torch.no_grad()
+    def clip_flows(self, frames: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Flows t→t−1 and their visibility at the output grid, from SPyNet on the S × S guidance.
+
+        Args: frames `(B, T, 3, S, S)`. Returns: `(B, T−1, 2, H, W)` and `(B, T−1, 1, H, W)`.
+        """
+        b = frames.shape[0]
+        current = rearrange(frames[:, 1:], "b t c h w -> (b t) c h w").float()
+        previous = rearrange(frames[:, :-1], "b t c h w -> (b t) c h w").float()
+        net = self.flow_net()
+        with torch.autocast(self.device.type, enabled=False):
+            forward = resize_flow(net(current, previous), size)  # f_{t→t−1}: flow_warp(prev, f) ≈ current
+            backward = resize_flow(net(previous, current), size)  # f_{t−1→t}
+            visible = non_occluded(forward, backward)
+        return (
+            rearrange(forward, "(b t) c h w -> b t c h w", b=b),
+            rearrange(visible, "(b t) c h w -> b t c h w", b=b),
+        )
+
+    def weighted(self, terms: dict[str, Tensor]) -> Tensor:
+        hp = self.hparams
+        weights = {
+            "crop": hp.crop_weight,
+            "self_consistency": hp.self_consistency_weight,
+            "consistency": hp.consistency_weight,
+            "temporal": hp.temporal_weight,
+        }
+        return sum(weights[k] * v for k, v in terms.items())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        frames = batch["frames"]  # (B, T, 3, S, S)
+        draws = self.draws(frames.shape[0] * frames.shape[1])
+        terms = self.losses(frames, draws)
+        loss = self.weighted(terms)
+        kind = "clip" if frames.shape[1] > 1 else "image"
+        self.log("train/loss", loss, prog_bar=True)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value)
+            if name == "crop":
+                self.log(f"train/crop_x{draws['zoom']}", value)
+        self.log(f"train/{kind}_loss", loss)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    # -- validation ----------------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Crop objective with the centre window at every zoom, for every backbone, and the bilinear baseline."""
+        frames = batch["frames"]  # (B, 1, 3, S, S)
+        images = frames[:, 0]
+        grid = int(self.hparams.grids[0])
+        for name in self.hparams.backbones:
+            backbone = self.backbone(name)
+            for zoom in self.hparams.zooms:
+                if zoom * grid > images.shape[-1]:
+                    continue
+                centre = (zoom * grid - grid) // 2
+                windows = torch.full((images.shape[0], 2), centre, dtype=torch.long)
+                with self.autocast():
+                    lr = lr_features(backbone, images, grid).float()
+                    target = crop_targets(backbone, images, windows, grid=grid, zoom=zoom).float()
+                    out = self.model(lr, images, size=(zoom * grid, zoom * grid), mode=self.modes[0]).float()
+                bilinear = F.interpolate(lr, size=out.shape[-2:], mode="bilinear", align_corners=False)
+                self.log(f"val/{name}/crop_x{zoom}", feature_loss(take_windows(out, windows, grid), target), sync_dist=True)
+                self.log(f"val/{name}/bilinear_x{zoom}", feature_loss(take_windows(bilinear, windows, grid), target), sync_dist=True)
+                self.log("val/crop", feature_loss(take_windows(out, windows, grid), target), prog_bar=True, sync_dist=True)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the network's architecture, so the `.ckpt` alone can rebuild it."""
+        checkpoint["videoanyup"] = {"config": asdict(self.model.config), "trained_modes": list(self.modes)}

@@ -175,3 +175,26 @@ def test_charbonnier_and_bad_arguments():
         AVSRSystem(tiny_model(), modes=["sideways"])
     with pytest.raises(ValueError, match="model must be a BasicAVSR"):
         AVSRSystem(torch.nn.Linear(2, 2))
+
+
+def test_resumed_cosine_is_resized_to_the_new_step_budget():
+    """A restored LambdaLR brings back its multiplier's old `total`; on_train_start re-sizes it, so a resume
+    with a larger max_steps keeps training (the old total would pin the rate at the floor past it)."""
+    from types import SimpleNamespace
+
+    system = AVSRSystem(tiny_model(), lr=1e-3, min_lr=1e-6)
+    optimizer = torch.optim.Adam(system.model.parameters(), lr=1e-3)
+    old = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(100, 1e-3))
+    for _ in range(100):
+        old.step()
+    restored = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(400, 1e-3))
+    restored.load_state_dict(old.state_dict())
+    assert restored.lr_lambdas[0].total == 100  # what a plain restore does
+    system._trainer = SimpleNamespace(
+        estimated_stepping_batches=400, lr_scheduler_configs=[SimpleNamespace(scheduler=restored)]
+    )
+    system.on_train_start()
+    assert restored.lr_lambdas[0].total == 400
+    restored.step()  # step 101 of 400: well above the floor
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * CosineFactor(400, 1e-3)(101))
+    assert optimizer.param_groups[0]["lr"] > 0.8e-3

@@ -246,3 +246,29 @@ def test_bad_arguments():
         UpsamplerSystem(VideoAnyUp.from_config("tiny"), modes=["sideways"])
     with pytest.raises(ValueError, match="clip samples need at least 2"):
         UpsamplerDataModule(num_frames=1, clip_every=2)
+
+
+def test_supersampled_prediction_is_pooled_to_the_loss_grid():
+    """With k = 2 the network is asked for the 2·z·g grid and the crop term sees its k×k area means."""
+    system = UpsamplerSystem(
+        VideoAnyUp.from_config("tiny"), backbones=["dinov2_vits14"], random_backbones=True, grids=[2], zooms=[2],
+        supersample=[2], consistency_weight=0.0, seed=1,
+    )
+    asked, produced = [], []
+
+    def network(lr, frames, *, size, mode):  # stands in for VideoAnyUp.forward
+        asked.append(tuple(size))
+        produced.append(torch.randn(*lr.shape[:3], *size))
+        return produced[-1]
+
+    system.model.forward = network
+    frames = torch.rand(1, 1, 3, 16, 16)
+    draws = step_draws(1, 0, 0, 1, backbones=["dinov2_vits14"], grids=[2], zooms=[2], modes=["bidirectional"], supersample=[2])
+    assert draws["supersample"] == 2
+    terms = system.losses(frames, draws)
+    assert asked == [(8, 8)]  # k · z · g = 2 · 2 · 2
+    target = crop_targets(system.backbone("dinov2_vits14"), frames[:, 0], draws["windows"], grid=2, zoom=2)
+    pooled = F.avg_pool2d(produced[0][:, 0], 2)  # (1, C, 4, 4): the loss grid
+    assert torch.allclose(terms["crop"], feature_loss(take_windows(pooled, draws["windows"], 2), target))
+    with pytest.raises(ValueError, match="supersample"):
+        UpsamplerSystem(VideoAnyUp.from_config("tiny"), supersample=[0])

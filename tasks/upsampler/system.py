@@ -82,6 +82,29 @@ def step_draws(
     return {"backbone": backbone, "grid": grid, "zoom": zoom, "mode": mode, "windows": windows, "supersample": k, "generator": g}
 
 
+def warm_start(model: VideoAnyUp, path_or_name: str) -> list[str]:
+    """Load VideoAnyUp weights into `model`, which may have modules the checkpoint lacks (returned, logged).
+
+    Raises ValueError when the checkpoint has tensors the model lacks or of another shape.
+    """
+    from videoanyup.checkpoint import read_checkpoint, resolve_checkpoint
+
+    folder = resolve_checkpoint(path_or_name, model.kind)
+    _, state = read_checkpoint(folder)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if unexpected or mismatched:
+        raise ValueError(
+            f"init_weights={str(path_or_name)!r} does not fit this VideoAnyUp: tensors the model lacks: "
+            f"{unexpected[:8]}; shape mismatches: {mismatched[:8]}"
+        )
+    new = sorted(set(own) - set(state))
+    model.load_state_dict(state, strict=False)
+    log.info("warm start from %s; %d tensors keep their initialisation: %s", folder, len(new), new[:8])
+    return new
+
+
 class UpsamplerSystem(L.LightningModule):
     """Trains and validates a VideoAnyUp network.
 
@@ -106,6 +129,9 @@ class UpsamplerSystem(L.LightningModule):
         spynet_weights: SPyNet weights (bundled name, folder or checkpoint) for the network's SPyNet at the
             start and for the flows of the temporal term; None: the network's own weights for both.
         bf16: bf16 autocast; None: on when training on CUDA.
+        init_weights: start from these VideoAnyUp weights (folder or bundled name) — a warm start, e.g. to add
+            the temporal blend to trained weights: every tensor of the checkpoint must exist in the model with
+            its shape; model tensors the checkpoint lacks keep their initialisation (they are listed in the log).
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
         seed: seed of the per-step draws.
     """
@@ -135,6 +161,7 @@ class UpsamplerSystem(L.LightningModule):
         bf16: bool | None = None,
         grad_clip_norm: float | None = None,
         seed: int = 0,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, VideoAnyUp):
@@ -150,6 +177,8 @@ class UpsamplerSystem(L.LightningModule):
         if unknown:
             raise ValueError(f"modes={modes} contains unknown modes {unknown}; known: {list(MODES)}")
         self.save_hyperparameters(ignore=["model"])
+        if init_weights is not None:
+            warm_start(model, init_weights)
         if spynet_weights is not None:
             from videoanyup.tasks.flow.weights import load_spynet
 

@@ -19,7 +19,7 @@ def videoanyup(*, pretrained: bool = True, config: str = "default"):
     return model.eval()
 
 
-def basicavsr(*, pretrained: bool = True, config: str = "paper"):
+def basicavsr(*, pretrained: bool = True, config: str = "lite"):
     """BasicAVSR, the pixel super-resolution network: bundled weights `config` or a fresh network."""
     from videoanyup.models.basicavsr import BasicAVSR
 

@@ -16,7 +16,23 @@ def model():
     return VideoAnyUp.from_config("tiny")  # left in train mode with gradients on: upsample must cope
 
 
-def test_without_a_model_the_error_says_how_to_pass_one():
+def test_without_a_model_the_bundled_default_is_used_once():
+    import videoanyup.api as api
+
+    feats, video = torch.randn(1, 2, 5, 3, 4), torch.rand(1, 2, 3, 12, 16)
+    out = upsample(feats, video, mode="perframe")
+    first = api.default_model()
+    assert first is api.default_model() and not first.training  # loaded once, eval mode
+    with torch.no_grad():
+        expected = VideoAnyUp.from_pretrained("default").eval()(feats, video, mode="perframe")
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_without_a_model_or_bundled_weights_the_error_says_how_to_pass_one(monkeypatch):
+    import videoanyup.api as api
+
+    monkeypatch.setattr(api, "_default_model", None)
+    monkeypatch.setattr(api, "bundled_names", lambda kind: [])
     with pytest.raises(RuntimeError, match=r"model=VideoAnyUp\.from_pretrained"):
         upsample(torch.randn(1, 4, 3, 3), torch.rand(1, 3, 9, 9))
 
@@ -74,5 +90,8 @@ def test_hub_entry_points_take_keyword_only_pretrained():
     assert isinstance(net, VideoAnyUp) and not net.training
     with pytest.raises(TypeError):
         hubconf.videoanyup(False)  # noqa: FBT003 - pretrained is keyword-only
+    bundled = hubconf.videoanyup(pretrained=True)  # the bundled default weights
+    assert not bundled.training and "bidirectional" in bundled.trained_modes
+    assert hubconf.basicavsr(pretrained=True).trained_modes == ("bidirectional",)  # the bundled lite
     with pytest.raises(ValueError, match="bundled"):
-        hubconf.videoanyup(pretrained=True)  # no bundled weights yet
+        hubconf.videoanyup(pretrained=True, config="large")  # no such bundled weights

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from videoanyup.validation import check_video
+from videoanyup.validation import check_positive_int, check_video
 
 # Values this far outside [0, 1] are taken as a caller's mistake (0-255 frames, already-normalised frames);
 # a little overshoot from bicubic resampling or augmentation is tolerated.
@@ -39,12 +39,6 @@ RANGE_TOLERANCE = 0.05
 def snap_to_patch(length: float, patch_size: int) -> int:
     """Round a side length to the nearest multiple of `patch_size` (halves up), at least one patch."""
     return patch_size * max(1, math.floor(length / patch_size + 0.5))
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class Backbone(nn.Module, abc.ABC):
@@ -76,12 +70,12 @@ class Backbone(nn.Module, abc.ABC):
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std must have 3 values (RGB), got mean={mean!r}, std={std!r}")
         self.name = name
-        self.patch_size = _check_positive_int(patch_size, "patch_size")
-        self.embed_dim = _check_positive_int(embed_dim, "embed_dim")
+        self.patch_size = check_positive_int(patch_size, "patch_size")
+        self.embed_dim = check_positive_int(embed_dim, "embed_dim")
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
-        self.chunk = _check_positive_int(chunk, "chunk")
-        self.short_side = None if short_side is None else _check_positive_int(short_side, "short_side")
+        self.chunk = check_positive_int(chunk, "chunk")
+        self.short_side = None if short_side is None else check_positive_int(short_side, "short_side")
         # (3, 1, 1) so they broadcast over (n, 3, H, W); not saved in checkpoints
         self.register_buffer("_mean", torch.tensor(self.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.std).view(3, 1, 1), persistent=False)
@@ -89,8 +83,8 @@ class Backbone(nn.Module, abc.ABC):
     # -- size rule ---------------------------------------------------------------------------------------
     def input_size(self, height: int, width: int, short_side: int | None = None) -> tuple[int, int]:
         """The (H', W') a frame of (height, width) pixels is resized to before the network (module docstring)."""
-        height, width = _check_positive_int(height, "height"), _check_positive_int(width, "width")
-        short_side = self.short_side if short_side is None else _check_positive_int(short_side, "short_side")
+        height, width = check_positive_int(height, "height"), check_positive_int(width, "width")
+        short_side = self.short_side if short_side is None else check_positive_int(short_side, "short_side")
         scale = 1.0 if short_side is None else short_side / min(height, width)
         return snap_to_patch(height * scale, self.patch_size), snap_to_patch(width * scale, self.patch_size)
 
@@ -144,7 +138,7 @@ class Backbone(nn.Module, abc.ABC):
                 f"video must hold RGB values in [0, 1], got values in [{low:.3g}, {high:.3g}]; divide 8-bit frames "
                 f"by 255 and do not normalise them (the backbone applies mean={self.mean}, std={self.std} itself)"
             )
-        chunk = self.chunk if chunk is None else _check_positive_int(chunk, "chunk")
+        chunk = self.chunk if chunk is None else check_positive_int(chunk, "chunk")
         batch, frames_per_clip = video.shape[:2]
         size = self.input_size(video.shape[-2], video.shape[-1], short_side)
         frames = rearrange(video, "b t c h w -> (b t) c h w")  # (B·T, 3, H, W)

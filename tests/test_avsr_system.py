@@ -13,7 +13,8 @@ L = pytest.importorskip("lightning")
 
 from videoanyup.models.basicavsr import BasicAVSR  # noqa: E402
 from videoanyup.tasks.avsr.datamodule import AVSRDataModule  # noqa: E402
-from videoanyup.tasks.avsr.system import AVSRSystem, CosineFactor, charbonnier  # noqa: E402
+from videoanyup.tasks.avsr.system import AVSRSystem, charbonnier  # noqa: E402
+from videoanyup.tasks.training import CosineFactor  # noqa: E402
 
 from conftest import TINY_BASICAVSR as TINY  # noqa: E402
 

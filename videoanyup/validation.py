@@ -9,6 +9,13 @@ import torch
 from torch import Tensor
 
 
+def check_positive_int(value: object, name: str) -> int:
+    """`value` itself when it is an int ≥ 1 (not a bool); else ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_tensor(x: object, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

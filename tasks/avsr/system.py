@@ -10,7 +10,6 @@ every process and all-reduced, beside the bicubic baseline.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ from videoanyup.models.basicavsr import MODES, BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, parse_scale, scale_label
 from videoanyup.tasks.avsr.sampling import seeded_generator
 from videoanyup.tasks.metrics import QualitySums, quantize
+from videoanyup.tasks.training import CosineTraining
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,7 @@ def charbonnier(pred: Tensor, target: Tensor, eps: float) -> Tensor:
     return torch.sqrt((pred - target).square() + eps * eps)
 
 
-class CosineFactor:
-    """Cosine decay from 1 to `floor` over `total` steps (a picklable `LambdaLR` multiplier)."""
-
-    def __init__(self, total: int, floor: float) -> None:
-        self.total, self.floor = max(1, total), floor
-
-    def __call__(self, step: int) -> float:
-        progress = min(step, self.total) / self.total
-        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class AVSRSystem(L.LightningModule):
+class AVSRSystem(CosineTraining, L.LightningModule):
     """Trains and validates a BasicAVSR network.
 
     Args:
@@ -121,30 +110,13 @@ class AVSRSystem(L.LightningModule):
             betas=tuple(hp.betas),
             weight_decay=hp.weight_decay,
         )
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(total, hp.min_lr / hp.lr))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = self.hparams.grad_clip_norm if gradient_clip_val is None else gradient_clip_val
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+        return self.cosine_schedule(optimizer)
 
     def spynet_frozen(self) -> bool:
         return self.global_step < self.hparams.spynet_freeze_steps
 
     def on_fit_start(self) -> None:
         self.model.trained_modes = tuple(self.modes)
-
-    def on_train_start(self) -> None:
-        # A restored `LambdaLR` brings back the multiplier's saved `total`: re-size the cosine to this run's
-        # step budget, so that a resume with a larger `max_steps` continues training instead of sitting at
-        # the floor. Unchanged `max_steps` → the same total, the exact resume.
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        for config in self.trainer.lr_scheduler_configs:
-            for factor in getattr(config.scheduler, "lr_lambdas", []):
-                if isinstance(factor, CosineFactor):
-                    factor.total = total
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # No gradients → Adam leaves SPyNet (and its moments) untouched; decided by the step, so resumable.

@@ -40,7 +40,7 @@ from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_propagation import MODES
 from videoanyup.models.videoanyup import VideoAnyUp
 from videoanyup.tasks.avsr.sampling import seeded_generator
-from videoanyup.tasks.avsr.system import CosineFactor
+from videoanyup.tasks.training import CosineTraining
 from videoanyup.tasks.upsampler.augment import photometric_jitter
 from videoanyup.tasks.upsampler.losses import (
     consistency_loss,
@@ -105,7 +105,7 @@ def warm_start(model: VideoAnyUp, path_or_name: str) -> list[str]:
     return new
 
 
-class UpsamplerSystem(L.LightningModule):
+class UpsamplerSystem(CosineTraining, L.LightningModule):
     """Trains and validates a VideoAnyUp network.
 
     Args:
@@ -227,25 +227,10 @@ class UpsamplerSystem(L.LightningModule):
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineFactor(total, hp.min_lr / hp.lr))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = self.hparams.grad_clip_norm if gradient_clip_val is None else gradient_clip_val
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+        return self.cosine_schedule(optimizer)
 
     def on_fit_start(self) -> None:
         self.model.trained_modes = tuple(self.modes)
-
-    def on_train_start(self) -> None:
-        # As in AVSRSystem: a restored LambdaLR brings back its saved `total`; re-size it to this run's budget.
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        for config in self.trainer.lr_scheduler_configs:
-            for factor in getattr(config.scheduler, "lr_lambdas", []):
-                if isinstance(factor, CosineFactor):
-                    factor.total = total
 
     # -- the step ------------------------------------------------------------------------------------
     def losses(self, frames: Tensor, draws: dict[str, Any]) -> dict[str, Tensor]:

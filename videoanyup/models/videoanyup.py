@@ -32,15 +32,9 @@ from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.window_attention import WindowAttention
 from videoanyup.models.pretrained import ConfiguredNetwork
-from videoanyup.validation import check_video
+from videoanyup.validation import check_positive_int, check_video
 
 KIND = "videoanyup"
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -245,7 +239,7 @@ class VideoAnyUp(ConfiguredNetwork):
             `(B, T, C, H, W)` in the dtype of `feats` (or `(B, C, H, W)` for an image).
         """
         feats, video, was_image, mode, hr_size = self._resolve(feats, video, size, scale, mode)
-        chunk = feats.shape[1] if chunk_frames is None else _positive(chunk_frames, "chunk_frames")
+        chunk = feats.shape[1] if chunk_frames is None else check_positive_int(chunk_frames, "chunk_frames")
         if torch.is_grad_enabled():  # the chunks are stacked at the end
             out = torch.cat([part for _, part in self._chunks(feats, video, mode, hr_size, chunk, query_tile)], dim=1)
         else:  # the frames are written into one preallocated output
@@ -280,9 +274,9 @@ class VideoAnyUp(ConfiguredNetwork):
             fresh tensor for each chunk (n = chunk_frames, fewer in the last chunk).
         """
         feats, video, _, mode, hr_size = self._resolve(feats, video, size, scale, mode)
-        chunk = _positive(chunk_frames, "chunk_frames")
+        chunk = check_positive_int(chunk_frames, "chunk_frames")
         if query_tile is not None:
-            _positive(query_tile, "query_tile")
+            check_positive_int(query_tile, "query_tile")
         return self._chunks(feats, video, mode, hr_size, chunk, query_tile)
 
     def _resolve(self, feats, video, size, scale, mode) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:

@@ -53,6 +53,14 @@ def _timed(fn, repeat: int) -> tuple[float, float]:
     return best, torch.cuda.max_memory_allocated() / 2**30
 
 
+def _save(report: dict, rows: list[dict], json_path: str) -> Path:
+    """Write the report so far (a run stopped part-way keeps the rows it measured)."""
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**report, "rows": rows}, indent=2) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
@@ -88,10 +96,12 @@ def main() -> None:
         print(f"  {name} autocast vs fp32: {v['psnr_vs_fp32_db']:.1f} dB, finite={v['finite']}")
 
     # 3. speed
+    from videoanyup.models.basicavsr import BasicAVSR
+
     rows = []
     lr = torch.rand(1, args.frames, 3, 180, 320, generator=g).to(device)
     for config in ("lite", "paper"):
-        net = _basicavsr(config)[0].to(device)
+        net = BasicAVSR.from_config(config).eval().to(device)  # speed does not depend on the weights; every mode
         for scale in (4.0, 3.7):
             for mode in ("bidirectional", "unidirectional", "lookahead"):
                 for precision_name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
@@ -103,6 +113,7 @@ def main() -> None:
                     row = {"network": f"basicavsr-{config}", "case": f"180x320 x{scale}", "mode": mode,
                            "precision": precision_name, "ms_per_frame": 1000 * seconds / args.frames, "peak_gib": peak}
                     rows.append(row)
+                    _save(report, rows, args.json)
                     print(f"{row['network']:16s} {row['case']:14s} {mode:15s} {precision_name}: "
                           f"{row['ms_per_frame']:8.1f} ms/frame  {peak:6.2f} GiB", flush=True)
         net = None  # free the weights before the next config
@@ -110,10 +121,18 @@ def main() -> None:
 
     from videoanyup.models.videoanyup import VideoAnyUp
 
-    up = VideoAnyUp.from_config("default").eval().to(device)
+    from dataclasses import replace
+
+    from videoanyup.checkpoint import bundled_names
+
+    if "default" in bundled_names("videoanyup"):
+        up, report["videoanyup_weights"] = VideoAnyUp.from_pretrained("default"), "bundled"
+    else:
+        up, report["videoanyup_weights"] = VideoAnyUp.from_config("default"), "random"
+    up = up.eval().to(device)
     feats = torch.randn(1, args.frames, 384, 32, 32, generator=g).to(device)
     video = torch.rand(1, args.frames, 3, 448, 448, generator=g).to(device)
-    math_up = VideoAnyUp.from_config("default", backend="math").eval().to(device)
+    math_up = VideoAnyUp(replace(up.config, backend="math")).eval().to(device)
     math_up.load_state_dict(up.state_dict())
     with torch.no_grad():
         sdpa_out = up(feats[:, :4], video[:, :4], mode="bidirectional")
@@ -121,6 +140,7 @@ def main() -> None:
     report["videoanyup_sdpa_vs_math_max_abs"] = (sdpa_out - math_out).abs().max().item()
     print(f"VideoAnyUp SDPA vs math max |Δ| = {report['videoanyup_sdpa_vs_math_max_abs']:.2e}")
     del math_up, sdpa_out, math_out
+    up = VideoAnyUp(up.config).eval().to(device)  # same architecture, fresh weights: every mode may run
     for mode in ("bidirectional", "unidirectional", "perframe"):
         for precision_name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             def run():
@@ -131,13 +151,10 @@ def main() -> None:
             row = {"network": "videoanyup-default", "case": "32x32 -> 448x448, C=384", "mode": mode,
                    "precision": precision_name, "ms_per_frame": 1000 * seconds / args.frames, "peak_gib": peak}
             rows.append(row)
+            _save(report, rows, args.json)
             print(f"{row['network']:16s} {row['case']:24s} {mode:15s} {precision_name}: "
                   f"{row['ms_per_frame']:8.1f} ms/frame  {peak:6.2f} GiB", flush=True)
-    report["rows"] = rows
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {_save(report, rows, args.json)}")
 
 
 if __name__ == "__main__":

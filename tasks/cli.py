@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
-SUBCOMMANDS_TO_COME = ()  # later issues
 
 
 def _scales(text: str) -> list[tuple[float, float]]:
@@ -206,6 +206,10 @@ def _features(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("VIDEOANYUP_KEEP_FREED_MEMORY", "1") != "0":
+        from videoanyup.tasks.cpu_memory import keep_freed_memory
+
+        keep_freed_memory()  # frame-sized tensors every step: reuse freed memory instead of faulting it in again
     if argv and argv[0] == "train":  # LightningCLI parses the rest (and sets up Lightning's logging)
         from videoanyup.tasks.avsr.train import train
 

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from videoanyup.tasks.logging import build_loggers
+from videoanyup.tasks.step_timer import StepTimer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def build_training_cli(cli_class: type[ProjectTrainCLI], system, data, args: lis
             args=args,
             run=False,
             save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [StepTimer()]},  # always present: every run logs its speed
             parser_kwargs={"prog": prog, "description": description},
         )
 

@@ -11,7 +11,7 @@ from videoanyup.tasks.cli import main
 from videoanyup.tasks.probes import davis
 from videoanyup.tasks.probes.depth import depth_metrics
 from videoanyup.tasks.probes.label_propagation import propagate_labels, propagate_video
-from videoanyup.tasks.probes.linear_probe import sample_pixels, train_probe
+from videoanyup.tasks.probes.linear_probe import correct_prior, sample_pixels, train_probe
 from videoanyup.tasks.probes.temporal_consistency import clip_flows, ratio, temporal_error, valid_mask
 from videoanyup.tasks.probes.upsamplers import make_upsampler
 from videoanyup.tasks.probes.vos import VOS_KEYS
@@ -184,6 +184,30 @@ def test_probe_is_identical_for_the_same_seed():
     assert not torch.equal(first.linear.weight, other.linear.weight)
 
 
+def test_prior_correction_shifts_biases_exactly_and_restores_the_bayes_decision():
+    """Balanced samples of a 90 / 10 world: the corrected probe's biases move by log p_true − log p_sampled,
+    and on data drawn with the real frequencies it errs less than the uncorrected one (over-predicts less)."""
+    g = torch.Generator().manual_seed(0)
+
+    def draw(n_bg: int, n_fg: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([torch.randn(n_bg, 1, generator=g), torch.randn(n_fg, 1, generator=g) + 1.5])
+        return x, torch.cat([torch.zeros(n_bg), torch.ones(n_fg)]).long()
+
+    x, y = draw(500, 500)
+    probe = train_probe(x, y, outputs=2, steps=300, seed=0)
+    before = probe.linear.bias.clone()
+    test_x, test_y = draw(9000, 1000)
+    errors_before = (probe(test_x).argmax(1) != test_y).float().mean()
+    correct_prior(probe, torch.tensor([500, 500]), torch.tensor([900, 100]))
+    shift = probe.linear.bias - before
+    assert shift[0] - shift[1] == pytest.approx(float(np.log(9.0)), abs=1e-6)  # only differences matter
+    assert shift[0] == pytest.approx(float(np.log(0.9 / 0.5)), abs=1e-6)
+    errors_after = (probe(test_x).argmax(1) != test_y).float().mean()
+    assert errors_after < 0.6 * errors_before  # ≈ 0.09 (Bayes) against ≈ 0.23
+    with pytest.raises(ValueError, match=r"sampled_counts and true_counts must be \(2,\)"):
+        correct_prior(probe, torch.tensor([1, 2, 3]), torch.tensor([1, 2]))
+
+
 def test_depth_metrics_exact():
     gt = torch.tensor([[1.0, 2.0], [4.0, 0.0]])  # 0: missing
     assert depth_metrics(gt.clone(), gt) == (0.0, 1.0, 3)
@@ -218,6 +242,21 @@ def test_cli_vos_end_to_end(tree, weights, tmp_path, capsys):
     assert (tmp_path / "figs" / "gamma_pca.png").stat().st_size > 0
     assert (tmp_path / "figs" / "gamma_pca.mp4").stat().st_size > 0
     assert "| videoanyup |" in capsys.readouterr().out
+
+
+def test_cli_prior_correction_changes_only_the_probe(tree, tmp_path):
+    """`--prior-correction` moves the probe's biases: label propagation, feature temporal error and fidelity
+    (which never see the probe) stay exactly the same."""
+    rows = {}
+    for flag in ([], ["--prior-correction"]):
+        out = tmp_path / f"vos{len(flag)}.json"
+        assert main([
+            "probe", "--task", "vos", "--train", str(tree), "--train-seqs", "alpha,beta", "--test", str(tree),
+            "--test-seqs", "gamma", "--upsampler", "bilinear", "--frames-per-seq", "3", "--json", str(out), *FAST,
+        ]) == 0
+        rows[len(flag)] = json.loads(out.read_text())[0]
+    for key in ("JF_prop", "temporal_error", "fidelity"):
+        assert rows[0][key] == rows[1][key]
 
 
 def test_cli_depth_end_to_end(tmp_path):

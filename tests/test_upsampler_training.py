@@ -235,6 +235,9 @@ def test_cli_ddp_two_processes_trains_and_saves(data_root, tmp_path):
         rows = list(csv.DictReader(f))
     assert any(r.get("train/temporal") for r in rows) and any(r.get("train/consistency") for r in rows)
     assert any(r.get("val/crop") for r in rows)
+    step_times = [float(r["perf/step_s"]) for r in rows if r.get("perf/step_s")]  # StepTimer, in every run
+    assert len(step_times) == 2 and all(t > 0 for t in step_times)
+    assert "speed: 2 steps timed" in run.stdout
     model = VideoAnyUp.from_pretrained(log_dir / "videoanyup")
     assert model.trained_modes == ("bidirectional", "unidirectional")
 

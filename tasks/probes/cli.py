@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixels", type=int, default=1024, help="training pixels sampled per frame (default 1024)")
     parser.add_argument("--steps", type=int, default=300, help="probe optimiser steps, full batch (default 300)")
     parser.add_argument("--lr", type=float, default=1e-2, help="probe Adam learning rate (default 1e-2)")
+    parser.add_argument("--prior-correction", action="store_true",
+                        help="vos: move the probe's biases from the class-balanced samples to the training frames' "
+                             "class frequencies (default: as trained)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled pixels, probe and random backbone (default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the results (a list of objects, one per upsampler) here")
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         from videoanyup.tasks.probes.vos import run_vos
 
         rows = run_vos(args.train, args.test, frames_per_seq=args.frames_per_seq, train_seqs=args.train_seqs,
-                       test_seqs=args.test_seqs, **common)
+                       test_seqs=args.test_seqs, prior_correction=args.prior_correction, **common)
     else:
         from videoanyup.tasks.probes.depth import run_depth
 

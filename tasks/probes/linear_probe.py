@@ -9,6 +9,11 @@ steps and learning rate give the same probe for every upsampler.
 
 Tasks: "classify" (cross-entropy over K classes; predictions are class probabilities) and "regress"
 (one output, mean squared error; the depth probe regresses log-depth).
+
+Stratified sampling trains the classifier as if the classes were equally frequent; `correct_prior` moves its
+biases back to the classes' real frequencies (the case-control correction: add log p_true(k) − log
+p_sampled(k) to class k's logit), so that the argmax is the Bayes decision for the frames it will see rather
+than for a 50 / 50 world (which over-predicts a foreground that covers 10 % of a frame).
 """
 
 from __future__ import annotations
@@ -115,3 +120,21 @@ def train_probe(
             loss.backward()
             optimiser.step()
     return probe.eval().requires_grad_(False)
+
+
+def correct_prior(probe: LinearProbe, sampled_counts: Tensor, true_counts: Tensor) -> LinearProbe:
+    """Shift a classifier trained on samples with class counts `sampled_counts` `(K,)` to the class
+    frequencies `true_counts` `(K,)` (pixels of every training frame): bias_k += log p_true − log p_sampled.
+
+    Counts below one are treated as one (a class never seen keeps a finite bias). Returns `probe`, modified.
+    """
+    k = probe.linear.bias.shape[0]
+    if sampled_counts.shape != (k,) or true_counts.shape != (k,):
+        raise ValueError(f"sampled_counts and true_counts must be ({k},), got {tuple(sampled_counts.shape)} and "
+                         f"{tuple(true_counts.shape)}")
+    sampled = sampled_counts.double().clamp_min(1.0)
+    true = true_counts.double().clamp_min(1.0)
+    shift = (true / true.sum()).log() - (sampled / sampled.sum()).log()
+    with torch.no_grad():
+        probe.linear.bias += shift.to(probe.linear.bias.dtype)
+    return probe

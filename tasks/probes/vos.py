@@ -8,7 +8,9 @@ sequences and tested on others, plus label propagation, temporal consistency and
 Protocol. Frames are resized so the short side is 224 (sides snapped to the backbone's patch); LR features
 come from the backbone on those frames and every upsampler lifts them to the frame size. Training keeps
 `pixels` stratified samples per frame (the same pixels for every upsampler; see `linear_probe`), and each
-upsampler's probe is trained with the same steps, learning rate and seed. Test sequences are processed one
+upsampler's probe is trained with the same steps, learning rate and seed; optionally (`prior_correction`)
+its biases are moved from the balanced sampled class frequencies to the training frames' real ones (off by
+default: on two validation splits of the training sequences it lowered every upsampler's J&F). Test sequences are processed one
 at a time: probe logits are upsampled bilinearly to the annotation size and scored with J and F
 (`vos_metrics`, first frame skipped, means over objects of all test sequences); label propagation of the
 first mask (`label_propagation`, on a 1/4 grid) gives JF_prop; `temporal_consistency` gives the DIS-flow
@@ -31,7 +33,7 @@ from videoanyup.tasks.probes import davis
 from videoanyup.tasks.probes.fidelity import fidelity, reference_features
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.label_propagation import propagate_video
-from videoanyup.tasks.probes.linear_probe import sample_pixels, train_probe
+from videoanyup.tasks.probes.linear_probe import correct_prior, sample_pixels, train_probe
 from videoanyup.tasks.probes.temporal_consistency import clip_flows, ratio, temporal_error
 from videoanyup.tasks.probes.upsamplers import make_upsampler
 from videoanyup.tasks.probes.vos_metrics import sequence_scores
@@ -95,6 +97,7 @@ def run_vos(
     steps: int = 300,
     lr: float = 1e-2,
     seed: int = 0,
+    prior_correction: bool = False,
     figures: str | Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
@@ -117,10 +120,12 @@ def run_vos(
     # 1. Training pixels: the same sampled locations for every upsampler; only the sampled vectors are kept.
     xs: dict[str, list[Tensor]] = {name: [] for name in upsamplers}
     ys: list[Tensor] = []
+    frame_labels: list[Tensor] = []  # every training pixel's class, for the prior correction
     for name in _iterate(train_names, progress, "probe train sequences"):
         seq = load(train_root, name)
         size = tuple(seq.frames.shape[-2:])
         labels = _label_size(seq.labels, size)  # (T, H', W')
+        frame_labels.append(labels.reshape(-1))
         picks = [sample_pixels(labels[t], size, pixels, seed=seed, key=f"{name}/{t}") for t in range(len(labels))]
         ys.extend(labels[t].reshape(-1)[idx] for t, idx in enumerate(picks))
         feats = lr_features(seq.frames)
@@ -134,7 +139,11 @@ def run_vos(
     probes = {
         up: train_probe(torch.cat(xs[up]), y, outputs=classes, steps=steps, lr=lr, seed=seed) for up in upsamplers
     }
-    del xs
+    if prior_correction:
+        sampled, true = torch.bincount(y, minlength=classes), torch.bincount(torch.cat(frame_labels), minlength=classes)
+        for probe in probes.values():
+            correct_prior(probe, sampled[:classes], true[:classes])
+    del xs, frame_labels
     log.info("trained %d probes on %d pixels of %d sequences, %d classes", len(probes), len(y), len(train_names), classes)
 
     # 2. Test sequences one at a time.

@@ -1,0 +1,58 @@
+"""`StepTimer`: the wall time of every training step and the peak accelerator memory, logged and summarised.
+
+Every `videoanyup train*` command has it (`build_training_cli`), so a run's speed is in its own log
+(`perf/step_s`, `perf/peak_gib` on CUDA) and in one line at the end, without a separate benchmark.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import lightning as L
+import torch
+
+
+class StepTimer(L.Callback):
+    """Times each optimisation step (CUDA synchronised before reading the clock) and tracks peak memory."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _sync(self, trainer: L.Trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize(trainer.strategy.root_device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = []
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._sync(trainer)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._sync(trainer)
+        seconds = time.perf_counter() - self._start
+        self.seconds.append(seconds)
+        pl_module.log("perf/step_s", seconds, on_step=True, on_epoch=False, batch_size=1)
+        if trainer.strategy.root_device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**30
+            pl_module.log("perf/peak_gib", peak, on_step=True, on_epoch=False, batch_size=1)
+
+    def summary(self, device: torch.device) -> str:
+        """One line: steps timed, median and mean seconds per step (the first step, warm-up, left out)."""
+        timed = self.seconds[1:] or self.seconds
+        if not timed:
+            return "no training steps timed"
+        line = (f"{len(self.seconds)} steps timed: median {statistics.median(timed):.3f} s/step, "
+                f"mean {statistics.fmean(timed):.3f} s/step (first step left out)")
+        if device.type == "cuda":
+            line += f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+        return line
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(f"speed: {self.summary(trainer.strategy.root_device)}", flush=True)

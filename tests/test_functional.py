@@ -114,6 +114,14 @@ def test_phase_counts_of_the_design():
     assert num_phases(180, 666) == 37
 
 
+
+def test_bilinear_upsample_never_reads_device_values_on_the_host():
+    """The taps are computed on the CPU: a `meta` input (no values; `int(t)` raises) still gives the
+    region's shape, so a GPU input is never synchronised by the upsampler's bookkeeping."""
+    x = torch.empty(2, 3, 8, 10, device="meta")
+    out = bilinear_upsample(x, (20, 25), (3, 17, 2, 23))
+    assert out.device.type == "meta" and out.shape == (2, 3, 14, 21)
+
 @pytest.mark.parametrize("size", [(37, 50), (64, 64), (20, 131)])
 def test_bilinear_upsample_matches_interpolate_and_regions(size):
     x = torch.rand(2, 5, 11, 13)

@@ -98,3 +98,14 @@ def test_regions_inside_one_period_are_views_of_the_cache():
         table = net.phase_kernels((5, 7), (13, 17))
     assert part.data_ptr() >= table.data_ptr() and part.untyped_storage().data_ptr() == table.untyped_storage().data_ptr()
     torch.testing.assert_close(part, full[..., 2:9, 3:11], atol=0, rtol=0)
+
+
+def test_kernels_never_read_device_values_on_the_host():
+    """Phase indices stay on the CPU: on a `meta` device (no values; any host read such as `int(t)` raises)
+    the kernels of whole grids and regions are still produced, so a GPU never synchronises here."""
+    net = HyperKernel(2, OFFSETS_3X3).eval().to("meta")
+    with torch.no_grad():
+        for lr, hr, region in (((7, 10), (23, 37), None), ((7, 10), (23, 37), (3, 17, 2, 30)), ((6, 9), (24, 36), (1, 5, 2, 7))):
+            kernels = net(lr, hr, region)
+            top, bottom, left, right = region or (0, hr[0], 0, hr[1])
+            assert kernels.device.type == "meta" and kernels.shape == (9, 2, bottom - top, right - left)

@@ -28,9 +28,10 @@ def downsample(x: Tensor, size: Sequence[int], *, antialias: bool = False) -> Te
     return out.reshape(*lead, c, *out.shape[-2:])
 
 
-def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, device, dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them."""
-    index = torch.arange(start, stop, device=device, dtype=torch.float64)
+def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them, on the
+    CPU (their bounds are read on the host: taps made on a GPU would cost a device synchronisation each)."""
+    index = torch.arange(start, stop, dtype=torch.float64)
     source = ((index + 0.5) * (lr_len / hr_len) - 0.5).clamp(min=0.0)
     i0 = source.floor().long().clamp(max=lr_len - 1)
     i1 = (i0 + 1).clamp(max=lr_len - 1)
@@ -53,10 +54,11 @@ def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = No
     """
     *lead, h, w = x.shape
     top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
-    r0, r1, rf = _axis_taps(h, int(size[0]), top, bottom, x.device, x.dtype)
-    c0, c1, cf = _axis_taps(w, int(size[1]), left, right, x.device, x.dtype)
+    r0, r1, rf = _axis_taps(h, int(size[0]), top, bottom, x.dtype)
+    c0, c1, cf = _axis_taps(w, int(size[1]), left, right, x.dtype)
     row_lo, row_hi = int(r0[0]), int(r1[-1]) + 1  # taps are monotonic: the LR support of the region
     col_lo, col_hi = int(c0[0]), int(c1[-1]) + 1
+    r0, r1, rf, c0, c1, cf = (t.to(x.device, non_blocking=True) for t in (r0, r1, rf, c0, c1, cf))
     support = x[..., row_lo:row_hi, col_lo:col_hi].reshape(-1, row_hi - row_lo, col_hi - col_lo)  # (M, sh, sw)
     rows = torch.lerp(gather_rows(support, r0 - row_lo), gather_rows(support, r1 - row_lo), rf[:, None])  # (M, th, sw)
     rows = transpose_maps(rows)  # (M, sw, th)

@@ -48,11 +48,14 @@ def _as_range(index: Tensor) -> slice | None:
 
 
 def _take(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """`table[:, rows][:, :, cols]` for `(M, A, B)`; a view without copying when both are ranges."""
+    """`table[:, rows][:, :, cols]` for `(M, A, B)`; a view without copying when both are ranges.
+
+    `rows` and `cols` stay on the CPU for the range test (on a GPU it would synchronise the device) and
+    move to the table's device only to gather."""
     row_range, col_range = _as_range(rows), _as_range(cols)
     if row_range is not None and col_range is not None:
         return table[:, row_range, col_range]
-    return gather_grid(table, rows, cols)
+    return gather_grid(table, rows.to(table.device, non_blocking=True), cols.to(table.device, non_blocking=True))
 
 
 class SineLayer(nn.Module):
@@ -213,16 +216,14 @@ class HyperKernel(nn.Module):
         top, bottom, left, right = check_region(region, hr_size)
         rows = axis_phases(lr_size[0], hr_size[0], top, bottom)
         cols = axis_phases(lr_size[1], hr_size[1], left, right)
-        device = self.head.weight.device
         if self.cacheable(lr_size, hr_size):
             table = self.phase_kernels(lr_size, hr_size)  # (out·n, P_h, P_w)
-            row_index, col_index = rows.phase.to(device), cols.phase.to(device)
+            row_index, col_index = rows.phase, cols.phase  # CPU: `_take` moves them if it gathers
         else:
             # Compute only the phases this region uses.
             row_unique, row_index = torch.unique(rows.phase, return_inverse=True)
             col_unique, col_index = torch.unique(cols.phase, return_inverse=True)
             scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
             table = self._as_maps(self.compute(scale_code, rows.phase_offsets[row_unique], cols.phase_offsets[col_unique]))
-            row_index, col_index = row_index.to(device), col_index.to(device)
         gathered = _take(table, row_index, col_index)  # (out·n, th, tw)
         return gathered.view(self.out_channels, self.num_offsets, *gathered.shape[-2:]).transpose(0, 1)

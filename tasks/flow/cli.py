@@ -117,6 +117,7 @@ def _train(args: argparse.Namespace, out: Path):
     from videoanyup.tasks.flow.synthetic import SyntheticFlowPairs
     from videoanyup.tasks.flow.system import FlowPretraining, kaiming_init, scale_flow_heads
     from videoanyup.tasks.flow.weights import load_spynet
+    from videoanyup.tasks.step_timer import StepTimer
 
     torch.manual_seed(args.seed)
     images = load_images(args.data, frame_stride=args.frame_stride, with_skimage=not args.no_skimage, min_side=128)
@@ -146,7 +147,7 @@ def _train(args: argparse.Namespace, out: Path):
         accelerator="cpu", devices=1, max_steps=args.steps, max_time=datetime.timedelta(minutes=args.max_minutes),
         val_check_interval=min(args.val_every, args.steps - start) if args.steps > start else 1,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=1.0, log_every_n_steps=10,
-        callbacks=[checkpoints], logger=CSVLogger(out, name="logs"), enable_progress_bar=not args.quiet,
+        callbacks=[checkpoints, StepTimer()], logger=CSVLogger(out, name="logs"), enable_progress_bar=not args.quiet,
         enable_model_summary=False, deterministic=False,
     )
     trainer.fit(system, loader, val_loader, ckpt_path=args.resume)

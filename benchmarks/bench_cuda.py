@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -120,8 +121,6 @@ def main() -> None:
         torch.cuda.empty_cache()
 
     from videoanyup.models.videoanyup import VideoAnyUp
-
-    from dataclasses import replace
 
     from videoanyup.checkpoint import bundled_names
 

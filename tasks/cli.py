@@ -22,7 +22,6 @@ import os
 import sys
 
 
-
 def _scales(text: str) -> list[tuple[float, float]]:
     from videoanyup.tasks.avsr.degradation import parse_scale
 

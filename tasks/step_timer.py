@@ -14,15 +14,15 @@ import torch
 
 
 class StepTimer(L.Callback):
-    """Times each optimisation step (CUDA synchronised before reading the clock) and tracks peak memory."""
+    """Times each optimisation step and tracks peak memory.
+
+    One CUDA synchronisation per step, at its end (the step's queued work is done when the clock is read);
+    the start needs none: the previous step's end already waited for the device.
+    """
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
         self._start = 0.0
-
-    def _sync(self, trainer: L.Trainer) -> None:
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.synchronize(trainer.strategy.root_device)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.seconds = []
@@ -30,15 +30,16 @@ class StepTimer(L.Callback):
             torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._sync(trainer)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._sync(trainer)
+        cuda = trainer.strategy.root_device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(trainer.strategy.root_device)
         seconds = time.perf_counter() - self._start
         self.seconds.append(seconds)
         pl_module.log("perf/step_s", seconds, on_step=True, on_epoch=False, batch_size=1)
-        if trainer.strategy.root_device.type == "cuda":
+        if cuda:
             peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**30
             pl_module.log("perf/peak_gib", peak, on_step=True, on_epoch=False, batch_size=1)
 

@@ -120,12 +120,13 @@ def run_vos(
     # 1. Training pixels: the same sampled locations for every upsampler; only the sampled vectors are kept.
     xs: dict[str, list[Tensor]] = {name: [] for name in upsamplers}
     ys: list[Tensor] = []
-    frame_labels: list[Tensor] = []  # every training pixel's class, for the prior correction
+    frame_labels: list[Tensor] = []  # every training pixel's class (kept only for the prior correction)
     for name in _iterate(train_names, progress, "probe train sequences"):
         seq = load(train_root, name)
         size = tuple(seq.frames.shape[-2:])
         labels = _label_size(seq.labels, size)  # (T, H', W')
-        frame_labels.append(labels.reshape(-1))
+        if prior_correction:
+            frame_labels.append(labels.reshape(-1))
         picks = [sample_pixels(labels[t], size, pixels, seed=seed, key=f"{name}/{t}") for t in range(len(labels))]
         ys.extend(labels[t].reshape(-1)[idx] for t, idx in enumerate(picks))
         feats = lr_features(seq.frames)
@@ -142,7 +143,7 @@ def run_vos(
     if prior_correction:
         sampled, true = torch.bincount(y, minlength=classes), torch.bincount(torch.cat(frame_labels), minlength=classes)
         for probe in probes.values():
-            correct_prior(probe, sampled[:classes], true[:classes])
+            correct_prior(probe, sampled, true)
     del xs, frame_labels
     log.info("trained %d probes on %d pixels of %d sequences, %d classes", len(probes), len(y), len(train_names), classes)
 

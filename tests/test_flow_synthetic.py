@@ -63,6 +63,33 @@ def test_photometric_noise_differs_per_frame_and_leaves_the_flow(images):
     assert 0 <= noisy["ref"].min() and noisy["ref"].max() <= 1
 
 
+def test_low_light_dims_both_frames_alike_and_keeps_the_motion(images):
+    plain = SyntheticFlowPairs(images, crop=32, length=8, seed=2, max_motion=8)
+    off = SyntheticFlowPairs(images, crop=32, length=8, seed=2, max_motion=8, low_light=0.0)
+    dark = SyntheticFlowPairs(images, crop=32, length=8, seed=2, max_motion=8, low_light=1.0)
+    for i in range(8):
+        assert all(torch.equal(plain[i][k], off[i][k]) for k in plain[i])  # the option off changes nothing
+        assert torch.equal(dark[i]["flow"], plain[i]["flow"]) and torch.equal(dark[i]["valid"], plain[i]["valid"])
+        # every pair dimmed (exposure ≤ 0.7 of a darkening gamma): well below the plain pair's brightness
+        assert dark[i]["ref"].mean() < 0.8 * plain[i]["ref"].mean() + 0.05
+        assert dark[i]["supp"].mean() < 0.8 * plain[i]["supp"].mean() + 0.05
+    with pytest.raises(ValueError, match="low_light must be a fraction in \\[0, 1\\], got 1.5"):
+        SyntheticFlowPairs(images, low_light=1.5)
+
+
+def test_large_motion_moves_more_and_off_changes_nothing(images):
+    kwargs = dict(crop=32, length=24, seed=5, max_motion=16, max_layers=0, photometric=False)
+    plain, off = SyntheticFlowPairs(images, **kwargs), SyntheticFlowPairs(images, large_motion=0.0, **kwargs)
+    large = SyntheticFlowPairs(images, large_motion=1.0, **kwargs)
+    assert all(torch.equal(plain[i]["ref"], off[i]["ref"]) for i in range(4))
+    plain_motion = torch.stack([plain[i]["flow"].norm(dim=0).mean() for i in range(24)])
+    large_motion = torch.stack([large[i]["flow"].norm(dim=0).mean() for i in range(24)])
+    # translations in [4, 16] px plus a smooth field: every pair moves ≥ 2 px on average, unlike log-uniform ones
+    assert large_motion.min() > 2.0 and large_motion.median() > plain_motion.median()
+    with pytest.raises(ValueError, match="large_motion must be a fraction in \\[0, 1\\], got -0.1"):
+        SyntheticFlowPairs(images, large_motion=-0.1)
+
+
 def test_bad_arguments_are_named(images):
     with pytest.raises(ValueError, match="images"):
         SyntheticFlowPairs(images[:1])

@@ -134,6 +134,10 @@ def test_command_line_rejects_bad_arguments(capsys):
     assert "--crop" in capsys.readouterr().err
     assert main(["--eval-only"]) == 2
     assert "--sintel" in capsys.readouterr().err
+    assert main(["--low-light", "1.5"]) == 2
+    assert "--low-light must be a fraction in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main(["--large-motion", "-1"]) == 2
+    assert "--large-motion must be a fraction in [0, 1], got -1.0" in capsys.readouterr().err
 
 
 def test_folded_batch_norm_equals_the_normalised_network_in_the_published_layout():

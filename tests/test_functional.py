@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from videoanyup.functional import (
     axis_phases,
+    bicubic_upsample,
     bilinear_upsample,
     compose_flows,
     downsample,
@@ -14,6 +15,7 @@ from videoanyup.functional import (
     num_phases,
     output_size,
     reconstruct_laplacian,
+    upsample,
 )
 
 
@@ -129,6 +131,27 @@ def test_bilinear_upsample_matches_interpolate_and_regions(size):
     torch.testing.assert_close(full, F.interpolate(x, size=size, mode="bilinear", align_corners=False), atol=5e-6, rtol=0)
     region = (3, size[0] - 2, 5, 17)
     torch.testing.assert_close(bilinear_upsample(x, size, region), full[..., 3 : size[0] - 2, 5:17], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("lr, size", [((11, 13), (37, 50)), ((8, 8), (32, 32)), ((9, 12), (9, 12)), ((6, 20), (31, 25))])
+def test_bicubic_upsample_matches_interpolate_and_regions(lr, size):
+    x = torch.randn(2, 5, *lr, dtype=torch.float64)  # values outside [0, 1]: nothing is clamped
+    full = bicubic_upsample(x, size)
+    torch.testing.assert_close(full, F.interpolate(x, size=size, mode="bicubic", align_corners=False), atol=1e-12, rtol=0)
+    region = (3, size[0] - 2, 1, size[1] - 4)
+    torch.testing.assert_close(bicubic_upsample(x, size, region), full[..., 3 : size[0] - 2, 1 : size[1] - 4], atol=1e-12, rtol=0)
+
+
+def test_bicubic_upsample_never_reads_device_values_on_the_host():
+    out = bicubic_upsample(torch.empty(2, 3, 8, 10, device="meta"), (20, 25), (3, 17, 2, 23))
+    assert out.device.type == "meta" and out.shape == (2, 3, 14, 21)
+
+
+def test_upsample_names_the_mode():
+    x = torch.rand(1, 1, 4, 4)
+    assert torch.equal(upsample(x, (9, 9), mode="bicubic"), bicubic_upsample(x, (9, 9)))
+    with pytest.raises(ValueError, match="mode must be one of \\('bilinear', 'bicubic'\\), got 'area'"):
+        upsample(x, (9, 9), mode="area")
 
 
 def test_downsample_is_torch_bicubic_with_optional_antialias():

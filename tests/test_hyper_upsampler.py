@@ -45,6 +45,18 @@ def test_zero_residual_path_is_bilinear():
     torch.testing.assert_close(out, F.interpolate(frame, size=(23, 40), mode="bilinear", align_corners=False), atol=5e-6, rtol=0)
 
 
+def test_zero_residual_path_is_bicubic_with_the_bicubic_skip():
+    up = HyperUpsampler(5, num_blocks=1, skip="bicubic")
+    torch.nn.init.zeros_(up.to_rgb.weight)
+    torch.nn.init.zeros_(up.to_rgb.bias)
+    frame = torch.rand(2, 3, 9, 13)
+    out = up(torch.randn(2, 5, 9, 13), frame, (23, 40), region=(2, 21, 0, 40))
+    expected = F.interpolate(frame, size=(23, 40), mode="bicubic", align_corners=False)[..., 2:21, :]
+    torch.testing.assert_close(out, expected, atol=5e-6, rtol=0)
+    with pytest.raises(ValueError, match="skip must be one of"):
+        HyperUpsampler(5, num_blocks=1, skip="nearest")
+
+
 def test_gradients_reach_both_branches_on_a_training_crop():
     up = HyperUpsampler(4, num_blocks=1).train()
     state = torch.randn(1, 4, 10, 10, requires_grad=True)

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--frame-stride", type=int, default=4, help="keep every N-th frame of each clip (default 4)")
     data.add_argument("--crop", type=int, default=384, help="square training crop, a multiple of 32 (default 384)")
     data.add_argument("--max-motion", type=float, default=96.0, help="largest synthetic displacement in pixels (default 96)")
+    data.add_argument("--large-motion", type=float, default=0.0, help="fraction of motions drawn in [max/4, max] px (default 0)")
+    data.add_argument("--low-light", type=float, default=0.0, help="fraction of pairs dimmed alike in both frames (default 0)")
     data.add_argument("--max-layers", type=int, default=2, help="occluding foreground layers per pair, at most (default 2)")
     train = parser.add_argument_group("training")
     train.add_argument("--steps", type=int, default=900, help="optimiser steps (default 900)")
@@ -76,6 +78,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--crop must be a multiple of 32 and ≥ 64, got {args.crop}")
     if args.window and (args.window % 2 or args.window > args.crop):
         raise ValueError(f"--window must be even and ≤ --crop ({args.crop}), got {args.window}")
+    for name in ("low_light", "large_motion"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a fraction in [0, 1], got {getattr(args, name)}")
     for name in ("steps", "batch_size", "frame_stride", "val_size", "val_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
@@ -122,7 +127,7 @@ def _train(args: argparse.Namespace, out: Path):
     torch.manual_seed(args.seed)
     images = load_images(args.data, frame_stride=args.frame_stride, with_skimage=not args.no_skimage, min_side=128)
     log.info("%d source images", len(images))
-    pairs = dict(crop=args.crop, max_motion=args.max_motion, max_layers=args.max_layers)
+    pairs = dict(crop=args.crop, max_motion=args.max_motion, max_layers=args.max_layers, low_light=args.low_light, large_motion=args.large_motion)
     train_set = SyntheticFlowPairs(images, length=args.steps * args.batch_size, seed=args.seed, **pairs)
     val_set = SyntheticFlowPairs(images, length=args.val_size, seed=args.seed + 1_000_003, **pairs)
     start = 0
@@ -197,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
         "teacher_steps": args.teacher_steps,
         "teacher_noise": args.teacher_noise,
         "max_motion": args.max_motion,
+        "low_light": args.low_light,
+        "large_motion": args.large_motion,
+        "init": args.init,
         "data": list(args.data) + ([] if args.no_skimage else ["scikit-image images"]),
         "frame_stride": args.frame_stride,
         "source_images": n_images,

@@ -14,7 +14,10 @@ the frame from real image content rather than from black borders:
    bilinear neighbours) lie inside the frame and show the same layer as `p` does in ref — this excludes
    background occluded by a foreground layer in supp and pixels that leave the frame;
 5. photometric noise (contrast, brightness, gamma, colour gains, Gaussian noise) is drawn for each frame
-   independently.
+   independently;
+6. low light (optional, a fraction `low_light` of the pairs): both frames are dimmed alike (a darkening gamma and
+   an exposure factor) before the noise, so dark, low-contrast scenes — common in film and video, rare among
+   well-exposed photos — are seen with their motion unchanged.
 
 Every random number of pair `i` comes from a generator seeded by `(seed, i)`, so a pair is a pure function of
 its index: training resumes exactly and workers need no coordination.
@@ -61,6 +64,11 @@ class SyntheticFlowPairs(Dataset):
         max_motion: the largest displacement in pixels (background and layers alike).
         max_layers: at most this many occluding foreground layers per pair (0 turns occlusions off).
         photometric: apply the per-frame photometric noise (False gives the exactly aligned frames).
+        large_motion: fraction of the motions (background and layers) whose translation is drawn uniformly in
+            [max_motion / 4, max_motion] instead of log-uniformly in [0.1, max_motion] (which puts only
+            ~11 % of them above half of max_motion). 0: no extra random draws.
+        low_light: fraction of the pairs dimmed alike in both frames (exposure 0.25–0.7, gamma 1–1.8); needs
+            `photometric`. 0 leaves every pair as it was without the option (no extra random draws).
     Items:
         dict with `ref`, `supp` (3, S, S) float32 in [0, 1]; `flow` (2, S, S) in pixels (x, y);
         `valid` (1, S, S) float32 in {0, 1}.
@@ -76,6 +84,8 @@ class SyntheticFlowPairs(Dataset):
         max_motion: float = 48.0,
         max_layers: int = 2,
         photometric: bool = True,
+        low_light: float = 0.0,
+        large_motion: float = 0.0,
     ) -> None:
         if len(images) < 2:
             raise ValueError(f"images must hold at least two images (the background and a layer), got {len(images)}")
@@ -87,6 +97,9 @@ class SyntheticFlowPairs(Dataset):
             raise ValueError(
                 f"length must be ≥ 1, max_motion > 0 and max_layers ≥ 0, got {length}, {max_motion}, {max_layers}"
             )
+        for name, fraction in (("low_light", low_light), ("large_motion", large_motion)):
+            if not 0.0 <= fraction <= 1.0:
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {fraction}")
         self.images = list(images)
         self.crop = crop
         self.length = length
@@ -94,6 +107,8 @@ class SyntheticFlowPairs(Dataset):
         self.max_motion = float(max_motion)
         self.max_layers = max_layers
         self.photometric = photometric
+        self.low_light = float(low_light)
+        self.large_motion = float(large_motion)
         self.margin = int(math.ceil(max_motion)) + 2
         self.canvas = crop + 2 * self.margin
 
@@ -143,7 +158,10 @@ class SyntheticFlowPairs(Dataset):
         valid = (inside & same_layer).float()[None]  # (1, S, S)
 
         if self.photometric:
-            ref, supp = self._photometric(torch.stack((ref, supp)), g).unbind(0)
+            frames = torch.stack((ref, supp))
+            if self.low_light > 0 and float(torch.rand((), generator=g)) < self.low_light:
+                frames = self._dim(frames, g)
+            ref, supp = self._photometric(frames, g).unbind(0)
         return {"ref": ref.contiguous(), "supp": supp.contiguous(), "flow": gt.contiguous(), "valid": valid}
 
     # -- parts ---------------------------------------------------------------------------------------------
@@ -166,6 +184,8 @@ class SyntheticFlowPairs(Dataset):
         """Affine motion about `centre` (x, y in frame pixels) plus a smooth random field: `(2, S, S)`."""
         s = self.crop
         magnitude = _log_uniform(g, 0.1, self.max_motion)
+        if self.large_motion > 0 and float(torch.rand((), generator=g)) < self.large_motion:
+            magnitude = float(_uniform(g, self.max_motion / 4, self.max_motion))
         angle = float(_uniform(g, 0.0, 2 * math.pi))
         translation = torch.tensor([magnitude * math.cos(angle), magnitude * math.sin(angle)])
         rotation = float(_uniform(g, -1.0, 1.0)) * math.radians(5.0) * float(torch.rand((), generator=g))
@@ -205,6 +225,13 @@ class SyntheticFlowPairs(Dataset):
         position = base_grid(s, s, like=flow) + m + flow  # (K, 2, S, S) canvas pixels
         grid = ((2.0 * position + 1.0) / size - 1.0).permute(0, 2, 3, 1)  # (K, S, S, 2)
         return F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    @staticmethod
+    def _dim(frames: Tensor, g: torch.Generator) -> Tensor:
+        """The same low-light rendering of both frames `(2, 3, S, S)`: a darkening gamma, then an exposure factor."""
+        gamma = float(_uniform(g, 1.0, 1.8))
+        exposure = _log_uniform(g, 0.25, 0.7)
+        return frames.clamp(0, 1) ** gamma * exposure
 
     @staticmethod
     def _photometric(frames: Tensor, g: torch.Generator) -> Tensor:

@@ -2,12 +2,13 @@
 
 from videoanyup.functional.grid import AxisPhases, axis_phases, num_phases, output_size
 from videoanyup.functional.laplacian import laplacian_pyramid, reconstruct_laplacian
-from videoanyup.functional.resize import bilinear_upsample, downsample
+from videoanyup.functional.resize import bicubic_upsample, bilinear_upsample, downsample, upsample
 from videoanyup.functional.warp import compose_flows, flow_warp
 
 __all__ = [
     "AxisPhases",
     "axis_phases",
+    "bicubic_upsample",
     "bilinear_upsample",
     "compose_flows",
     "downsample",
@@ -16,4 +17,5 @@ __all__ = [
     "num_phases",
     "output_size",
     "reconstruct_laplacian",
+    "upsample",
 ]

@@ -1,7 +1,7 @@
-"""Resizing: degradation (bicubic / antialiased downsampling) and bilinear sampling of any HR region.
+"""Resizing: degradation (bicubic / antialiased downsampling) and bilinear / bicubic sampling of any HR region.
 
-`bilinear_upsample` reproduces `F.interpolate(x, size, mode="bilinear", align_corners=False)` but can
-return any rectangular region of the output on its own, which the tiled upsamplers need.
+`bilinear_upsample` and `bicubic_upsample` reproduce `F.interpolate(x, size, mode=…, align_corners=False)`
+but can return any rectangular region of the output on its own, which the tiled upsamplers need.
 """
 
 from __future__ import annotations
@@ -64,3 +64,70 @@ def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = No
     rows = transpose_maps(rows)  # (M, sw, th)
     out = torch.lerp(gather_rows(rows, c0 - col_lo), gather_rows(rows, c1 - col_lo), cf[:, None])  # (M, tw, th)
     return transpose_maps(out).view(*lead, bottom - top, right - left)
+
+
+SKIP_MODES = ("bilinear", "bicubic")
+CUBIC_A = -0.75  # torch's (and OpenCV's) cubic convolution coefficient
+
+
+def _cubic_weights(t: Tensor) -> Tensor:
+    """Keys' cubic convolution weights of the four taps at offsets −1, 0, 1, 2 for fractions `t` `(L,)` → `(L, 4)`."""
+    a = CUBIC_A
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| ≤ 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
+    return torch.stack((far(t + 1), near(t), near(1 - t), far(2 - t)), dim=-1)
+
+
+def _cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype) -> tuple[Tensor, Tensor]:
+    """Bicubic taps of HR positions `start..stop-1` as `F.interpolate(mode="bicubic")` computes them, on the CPU:
+    indices `(L, 4)` (clamped to the axis, torch's border rule) and weights `(L, 4)`."""
+    index = torch.arange(start, stop, dtype=torch.float64)
+    source = (index + 0.5) * (lr_len / hr_len) - 0.5  # not clamped at 0 for cubic, as torch does
+    base = source.floor()
+    weights = _cubic_weights(source - base).to(dtype)
+    taps = (base.long()[:, None] + torch.arange(-1, 3)).clamp(0, lr_len - 1)
+    return taps, weights
+
+
+def _cubic_pass(x: Tensor, taps: Tensor, weights: Tensor, offset: int) -> Tensor:
+    """`(M, A, B)` → `(M, L, B)`: out[:, i] = Σ_k weights[i, k] · x[:, taps[i, k] − offset]."""
+    picked = gather_rows(x, (taps - offset).flatten())  # (M, L·4, B)
+    picked = picked.view(x.shape[0], taps.shape[0], 4, x.shape[-1])
+    return torch.einsum("mlkb,lk->mlb", picked, weights)
+
+
+def bicubic_upsample(x: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
+    """Bicubic resize (align_corners=False, a = −0.75, not clamped) of `(..., C, h, w)` to `size`, optionally a region.
+
+    Equals `F.interpolate(x, size, mode="bicubic", align_corners=False)` cropped to `region` (to float rounding):
+    separable, rows then columns, each a gather of four taps over the LR support of the region.
+
+    Args:
+        x: `(..., C, h, w)`.
+        size: `(H, W)` of the full output grid.
+        region: `(top, bottom, left, right)` of the output to compute; None for all of it.
+    Returns:
+        `(..., C, bottom - top, right - left)`.
+    """
+    *lead, h, w = x.shape
+    top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
+    row_taps, row_weights = _cubic_axis_taps(h, int(size[0]), top, bottom, x.dtype)
+    col_taps, col_weights = _cubic_axis_taps(w, int(size[1]), left, right, x.dtype)
+    row_lo, row_hi = int(row_taps.min()), int(row_taps.max()) + 1  # the LR support of the region
+    col_lo, col_hi = int(col_taps.min()), int(col_taps.max()) + 1
+    row_taps, row_weights, col_taps, col_weights = (
+        t.to(x.device, non_blocking=True) for t in (row_taps, row_weights, col_taps, col_weights)
+    )
+    support = x[..., row_lo:row_hi, col_lo:col_hi].reshape(-1, row_hi - row_lo, col_hi - col_lo)  # (M, sh, sw)
+    rows = transpose_maps(_cubic_pass(support, row_taps, row_weights, row_lo))  # (M, sw, th)
+    out = _cubic_pass(rows, col_taps, col_weights, col_lo)  # (M, tw, th)
+    return transpose_maps(out).view(*lead, bottom - top, right - left)
+
+
+def upsample(x: Tensor, size: Sequence[int], region: Region | None = None, *, mode: str = "bilinear") -> Tensor:
+    """`bilinear_upsample` or `bicubic_upsample` by `mode`."""
+    if mode == "bilinear":
+        return bilinear_upsample(x, size, region)
+    if mode == "bicubic":
+        return bicubic_upsample(x, size, region)
+    raise ValueError(f"mode must be one of {SKIP_MODES}, got {mode!r}")

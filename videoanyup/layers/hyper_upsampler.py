@@ -5,7 +5,7 @@
 - kernel branch: `HyperKernel` → `w` `(C·K², H, W)`, a function of the scale and the HR phase only;
 - `s ⊙ w`, folded on the HR grid (each product is scatter-added to its K×K HR neighbours, the authors'
   default) or summed over the K² positions; 1×1 conv, LeakyReLU(0.1), 3×3 conv to RGB;
-- plus the bilinear upsample of the LR frame.
+- plus the bilinear (DESIGN.md §4.5; or bicubic, `skip`) upsample of the LR frame.
 
 Away from the borders the same sums are evaluated as strided depthwise convolutions, one kernel per phase
 (`PhaseConvolution`), without the `(C·K², H, W)` intermediates. Any rectangular region of the output is
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.grid import Region, check_region, num_phases
-from videoanyup.functional.resize import bilinear_upsample
+from videoanyup.functional.resize import SKIP_MODES, bilinear_upsample, upsample
 from videoanyup.layers.hyper_kernel import HyperKernel
 from videoanyup.layers.phase_convolution import PhaseConvolution
 from videoanyup.layers.residual import ResidualBlock
@@ -89,6 +89,7 @@ class HyperUpsampler(nn.Module):
         hyper: keyword arguments of `HyperKernel` (frequencies, group_dim, hidden, depth, omega).
         phase_convolution: evaluate the interior as strided depthwise convolutions per phase (exact, much
             faster; see `phase_convolution.py`) when the grid has few phases.
+        skip: interpolation of the LR frame that the residual is added to: "bilinear" (the paper) or "bicubic".
     """
 
     def __init__(
@@ -102,8 +103,12 @@ class HyperUpsampler(nn.Module):
         out_channels: int = 3,
         hyper: dict | None = None,
         phase_convolution: bool = True,
+        skip: str = "bilinear",
     ) -> None:
         super().__init__()
+        if skip not in SKIP_MODES:
+            raise ValueError(f"skip must be one of {SKIP_MODES}, got {skip!r}")
+        self.skip = skip
         if fold not in FOLD_MODES:
             raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
         if kernel_size % 2 != 1:
@@ -122,7 +127,7 @@ class HyperUpsampler(nn.Module):
     def forward(self, state: Tensor, frame: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
         """Args:
             state: `(N, C, h, w)` propagated state.
-            frame: `(N, 3, h, w)` LR frame (for the bilinear skip).
+            frame: `(N, 3, h, w)` LR frame (for the skip).
             size: `(H, W)` of the full HR grid.
             region: `(top, bottom, left, right)` of the HR grid to compute; None for all.
         Returns:
@@ -215,4 +220,4 @@ class HyperUpsampler(nn.Module):
         # Zero padding where the halo leaves the frame, as the full-frame conv would see.
         pad = (1 - (left - inner[2]), 1 - (inner[3] - right), 1 - (top - inner[0]), 1 - (inner[1] - bottom))
         residual = F.conv2d(F.pad(fused, pad), self.to_rgb.weight, self.to_rgb.bias)  # (N, 3, th, tw)
-        return residual + bilinear_upsample(frame, size, region)
+        return residual + upsample(frame, size, region, mode=self.skip)

@@ -2,7 +2,7 @@
 
 Per frame: Laplacian frequency prior → feature extraction; SPyNet flows between neighbours; recurrent
 propagation with second-order motion compensation in one of three modes; the hyper-upsampling unit with
-scale-only kernels; plus the bilinear upsample of the frame.
+scale-only kernels; plus the bilinear (or bicubic, `skip`) upsample of the frame.
 
 Modes:
 - `bidirectional` (offline): a backward branch, then a forward branch that also reads the backward state;
@@ -55,12 +55,14 @@ class BasicAVSRConfig:
     hyper_depth: int = 3
     tile_size: int = 192
     mode: str = "bidirectional"
+    skip: str = "bilinear"  # the frame interpolation the output residual is added to ("bilinear": the paper)
 
 
 CONFIGS = {
     # ≈ 6.2 M parameters (SPyNet's 1.44 M included), the size reported for the paper's model.
     "paper": BasicAVSRConfig(),
-    # Trains on a laptop CPU: half the channels, few blocks, 4 deformable groups and a 1-layer offset net.
+    # Trains on a laptop CPU: half the channels, few blocks, 4 deformable groups and a 1-layer offset net; the
+    # residual is added to the bicubic upsample, so that a short training starts from (and refines) bicubic.
     "lite": BasicAVSRConfig(
         channels=32,
         extract_blocks=2,
@@ -68,6 +70,7 @@ CONFIGS = {
         upsample_blocks=2,
         deform_groups=4,
         offset_layers=1,
+        skip="bicubic",
     ),
 }
 
@@ -108,6 +111,7 @@ class BasicAVSR(ConfiguredNetwork):
             kernel_size=config.kernel_size,
             fold=config.fold,
             tile_size=config.tile_size,
+            skip=config.skip,
             hyper=dict(
                 frequencies=config.hyper_frequencies,
                 group_dim=config.hyper_group_dim,

@@ -21,6 +21,20 @@ def blend_model():
     return VideoAnyUp.from_config("tiny", temporal_blend=True).eval()
 
 
+@pytest.fixture(scope="module")
+def cue_model():
+    """The blend whose gate also sees the features' disagreement, with a gate head that uses it (not zero)."""
+    torch.manual_seed(2)
+    net = VideoAnyUp.from_config("tiny", temporal_blend=True, blend_feature_cue=True).eval()
+    torch.nn.init.normal_(net.blend.gate[-1].weight, std=1.0)
+    return net
+
+
+@pytest.fixture
+def nets(model, blend_model, cue_model):
+    return {False: model, True: blend_model, "cue": cue_model}
+
+
 def clip(b=1, t=3, c=5, h=4, w=5, size=(11, 13), seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, t, c, h, w, generator=g), torch.rand(b, t, 3, *size, generator=g)
@@ -73,9 +87,9 @@ def test_any_output_size(model, options, expected):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True])
-def test_constant_maps_stay_constant(model, blend_model, mode, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_constant_maps_stay_constant(nets, mode, blend):
+    net = nets[blend]
     _, video = clip(b=2)
     value = torch.tensor([3.0, -1.5, 0.0, 42.0, 1e-3]).view(1, 1, 5, 1, 1)
     feats = value.expand(2, 3, 5, 4, 5).contiguous()
@@ -84,9 +98,9 @@ def test_constant_maps_stay_constant(model, blend_model, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True])
-def test_channel_permutation_and_positive_scaling(model, blend_model, mode, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_channel_permutation_and_positive_scaling(nets, mode, blend):
+    net = nets[blend]
     feats, video = clip(c=9)
     perm = torch.randperm(9, generator=torch.Generator().manual_seed(3))
     out = run(net, feats, video, mode=mode)
@@ -109,9 +123,9 @@ def test_single_frame_output_within_its_window(model, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True])
-def test_chunked_equals_unchunked(model, blend_model, mode, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_chunked_equals_unchunked(nets, mode, blend):
+    net = nets[blend]
     feats, video = clip(b=2, t=4)
     whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
     for chunk_frames, query_tile in [(1, None), (3, 7), (None, 3)]:
@@ -120,9 +134,9 @@ def test_chunked_equals_unchunked(model, blend_model, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True])
-def test_iter_chunks_concatenate_to_forward(model, blend_model, mode, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_iter_chunks_concatenate_to_forward(nets, mode, blend):
+    net = nets[blend]
     feats, video = clip(b=2, t=5)
     whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
     for chunk_frames in (1, 3, 5):
@@ -169,9 +183,9 @@ def changed_after(feats, video, t):
     return feats, video
 
 
-@pytest.mark.parametrize("blend", [False, True])
-def test_unidirectional_is_causal(model, blend_model, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_unidirectional_is_causal(nets, blend):
+    net = nets[blend]
     feats, video = clip(t=5)
     out = run(net, feats, video, mode="unidirectional")
     for t in (0, 2):
@@ -200,9 +214,9 @@ def test_perframe_output_depends_on_its_own_frame_only(model):
 
 
 @pytest.mark.parametrize("mode", ["unidirectional", "lookahead", "perframe"])
-@pytest.mark.parametrize("blend", [False, True])
-def test_stream_equals_offline(model, blend_model, mode, blend):
-    net = blend_model if blend else model
+@pytest.mark.parametrize("blend", [False, True, "cue"])
+def test_stream_equals_offline(nets, mode, blend):
+    net = nets[blend]
     feats, video = clip(b=2, t=5)
     offline = run(net, feats, video, mode=mode, scale=2)
     stream = net.stream(mode=mode, scale=2)
@@ -299,3 +313,25 @@ def test_gradients_reach_every_part_in_training(mode):
                  "blend.gate.0.weight"):
         grad = net.get_parameter(part).grad
         assert grad is not None and torch.isfinite(grad).all(), part
+
+
+def test_feature_cue_lets_the_gate_see_feature_disagreement():
+    from videoanyup.layers.temporal_blend import TemporalBlend
+
+    torch.manual_seed(0)
+    blend = TemporalBlend(4, hidden=6, feature_cue=True)
+    torch.nn.init.normal_(blend.gate[-1].weight)
+    guidance = torch.rand(1, 4, 6, 7)
+    flow = torch.zeros(1, 2, 6, 7)
+    previous = torch.randn(1, 5, 6, 7)
+    # identical guidance and zero flow: only the features' disagreement can move the gate
+    agree = TemporalBlend.disagreement(previous * 3.0, previous)
+    disagree = TemporalBlend.disagreement(-previous, previous)
+    assert agree.abs().max() < 1e-6 and (disagree - 2.0).abs().max() < 1e-6
+    gate_agree = blend.gate_map(guidance, guidance, flow, agree)
+    gate_disagree = blend.gate_map(guidance, guidance, flow, disagree)
+    assert (gate_agree - gate_disagree).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="disagreement must be given exactly when feature_cue is on"):
+        blend.gate_map(guidance, guidance, flow)
+    with pytest.raises(ValueError, match="disagreement must be given exactly when feature_cue is on"):
+        TemporalBlend(4).gate_map(guidance, guidance, flow, agree)

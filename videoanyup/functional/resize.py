@@ -97,18 +97,9 @@ def _cubic_pass(x: Tensor, taps: Tensor, weights: Tensor, offset: int) -> Tensor
 
 
 def bicubic_upsample(x: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
-    """Bicubic resize (align_corners=False, a = −0.75, not clamped) of `(..., C, h, w)` to `size`, optionally a region.
-
-    Equals `F.interpolate(x, size, mode="bicubic", align_corners=False)` cropped to `region` (to float rounding):
-    separable, rows then columns, each a gather of four taps over the LR support of the region.
-
-    Args:
-        x: `(..., C, h, w)`.
-        size: `(H, W)` of the full output grid.
-        region: `(top, bottom, left, right)` of the output to compute; None for all of it.
-    Returns:
-        `(..., C, bottom - top, right - left)`.
-    """
+    """`bilinear_upsample`'s contract (same arguments, region and output shape) with torch's bicubic:
+    equals `F.interpolate(x, size, mode="bicubic", align_corners=False)` (a = −0.75, not clamped) cropped to
+    `region`, to float rounding. Separable, each axis a gather of four taps over the region's LR support."""
     *lead, h, w = x.shape
     top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
     row_taps, row_weights = _cubic_axis_taps(h, int(size[0]), top, bottom, x.dtype)

@@ -6,14 +6,18 @@ decides how much of it to keep:
 
     y_t = (1 − m) · a_t + m · warp(y_{t−1}),
 
-still a convex combination of input feature vectors. The gate sees only the guidance (the current
-guidance features, the warped previous ones and their difference, which is large where the flow is
-wrong or the pixel was occluded), never the features, so scaling the features scales the output.
+still a convex combination of input feature vectors. The gate sees the guidance (the current guidance
+features, the warped previous ones and their difference, which is large where the flow is wrong or the
+pixel was occluded) and, optionally (`feature_cue`), how much the two feature maps disagree,
+1 − cos(a_t, warp(y_{t−1})) per pixel: a cue the guidance cannot give (the features may change where the
+image does not), and one that does not change when the features are scaled or their channels permuted, so
+scaling the features still scales the output.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import flow_warp
@@ -27,22 +31,37 @@ class TemporalBlend(nn.Module):
         hidden: width of the gate network.
         initial_gate: the gate's value at initialisation (a small value keeps the blend close to the
             current output before training).
+        feature_cue: also feed the gate the features' disagreement 1 − cos(current, warped previous).
     """
 
-    def __init__(self, guidance_channels: int, *, hidden: int = 16, initial_gate: float = 0.1) -> None:
+    def __init__(
+        self, guidance_channels: int, *, hidden: int = 16, initial_gate: float = 0.1, feature_cue: bool = False
+    ) -> None:
         super().__init__()
+        self.feature_cue = feature_cue
         self.gate = nn.Sequential(
-            nn.Conv2d(3 * guidance_channels, hidden, 3, padding=1, padding_mode="replicate"),
+            nn.Conv2d(3 * guidance_channels + int(feature_cue), hidden, 3, padding=1, padding_mode="replicate"),
             nn.LeakyReLU(0.1),
             nn.Conv2d(hidden, 1, 1),
         )
         nn.init.zeros_(self.gate[-1].weight)
         nn.init.constant_(self.gate[-1].bias, float(torch.logit(torch.tensor(initial_gate))))
 
-    def gate_map(self, guidance: Tensor, previous_guidance: Tensor, flow: Tensor) -> Tensor:
-        """`(N, 1, H, W)` gate in (0, 1) from `(N, Cg, H, W)` guidance of t and t−1 and the HR flow t→t−1."""
+    def gate_map(
+        self, guidance: Tensor, previous_guidance: Tensor, flow: Tensor, disagreement: Tensor | None = None
+    ) -> Tensor:
+        """`(N, 1, H, W)` gate in (0, 1) from `(N, Cg, H, W)` guidance of t and t−1, the HR flow t→t−1 and, with
+        `feature_cue`, the features' disagreement `(N, 1, H, W)`."""
+        if self.feature_cue != (disagreement is not None):
+            raise ValueError(f"disagreement must be given exactly when feature_cue is on ({self.feature_cue})")
         warped = flow_warp(previous_guidance, flow.to(previous_guidance.dtype), padding_mode="border")
-        return torch.sigmoid(self.gate(torch.cat([guidance, warped, (guidance - warped).abs()], dim=1)))
+        cues = [guidance, warped, (guidance - warped).abs()] + ([disagreement.to(guidance.dtype)] if self.feature_cue else [])
+        return torch.sigmoid(self.gate(torch.cat(cues, dim=1)))
+
+    @staticmethod
+    def disagreement(current: Tensor, warped: Tensor) -> Tensor:
+        """1 − cos of `(N, C, H, W)` feature maps per pixel, `(N, 1, H, W)` in [0, 2] (0 where a map is zero)."""
+        return 1.0 - F.cosine_similarity(current, warped, dim=1, eps=1e-8).unsqueeze(1)
 
     def forward(
         self, current: Tensor, previous: Tensor, flow: Tensor, guidance: Tensor, previous_guidance: Tensor
@@ -57,6 +76,7 @@ class TemporalBlend(nn.Module):
         Returns:
             `(N, C, H, W)`.
         """
-        gate = self.gate_map(guidance, previous_guidance, flow).to(current.dtype)  # (N, 1, H, W)
         warped = flow_warp(previous, flow.to(previous.dtype), padding_mode="border")  # (N, C, H, W)
+        cue = self.disagreement(current, warped) if self.feature_cue else None
+        gate = self.gate_map(guidance, previous_guidance, flow, cue).to(current.dtype)  # (N, 1, H, W)
         return torch.lerp(current, warped, gate)

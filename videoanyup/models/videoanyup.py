@@ -65,6 +65,7 @@ class VideoAnyUpConfig:
     hyper_depth: int = 3
     temporal_blend: bool = False
     blend_channels: int = 16
+    blend_feature_cue: bool = False  # the blend's gate also sees 1 − cos(current, warped previous output)
     backend: str = "sdpa"
     mode: str = "bidirectional"
 
@@ -133,7 +134,11 @@ class VideoAnyUp(ConfiguredNetwork):
             ),
             backend=config.backend,
         )
-        self.blend = TemporalBlend(g, hidden=config.blend_channels) if config.temporal_blend else None
+        self.blend = (
+            TemporalBlend(g, hidden=config.blend_channels, feature_cue=config.blend_feature_cue)
+            if config.temporal_blend
+            else None
+        )
 
     # -- inputs ----------------------------------------------------------------------------------
     @staticmethod

@@ -275,3 +275,17 @@ def test_supersampled_prediction_is_pooled_to_the_loss_grid():
     assert torch.allclose(terms["crop"], feature_loss(take_windows(pooled, draws["windows"], 2), target))
     with pytest.raises(ValueError, match="supersample"):
         UpsamplerSystem(VideoAnyUp.from_config("tiny"), supersample=[0])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "upsampler").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_upsampler_config_names_a_valid_architecture(path):
+    """The architecture in each shipped recipe is a valid `VideoAnyUpConfig` (a misspelt field fails here, not
+    minutes into a training); the blend recipes keep the blend on."""
+    import yaml
+
+    from videoanyup.models.videoanyup import VideoAnyUpConfig
+
+    fields = yaml.safe_load(path.read_text())["model"]["model"]["init_args"]["config"]
+    config = VideoAnyUpConfig(**fields)
+    assert config.temporal_blend == ("blend" in path.stem)
+    assert config.blend_feature_cue == ("cue" in path.stem)

@@ -133,14 +133,15 @@ def test_stream_refuses_bidirectional_and_bad_frames():
         stream.push(torch.rand(1, 3, 12, 16))
 
 
-def test_zero_initialised_residual_path_reproduces_bilinear():
-    model = tiny()
+@pytest.mark.parametrize("skip", ["bilinear", "bicubic"])
+def test_zero_initialised_residual_path_reproduces_the_skip_interpolation(skip):
+    model = tiny(skip=skip)
     torch.nn.init.zeros_(model.upsampler.to_rgb.weight)
     torch.nn.init.zeros_(model.upsampler.to_rgb.bias)
     lr = clip(t=3)
     with torch.no_grad():
         out = model(lr, scale=(2.5, 3.7))
-    expected = F.interpolate(lr[0], size=(30, 52), mode="bilinear", align_corners=False)
+    expected = F.interpolate(lr[0], size=(30, 52), mode=skip, align_corners=False)
     torch.testing.assert_close(out[0], expected, atol=5e-6, rtol=0)
 
 

@@ -66,7 +66,7 @@ def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = No
     return transpose_maps(out).view(*lead, bottom - top, right - left)
 
 
-SKIP_MODES = ("bilinear", "bicubic")
+UPSAMPLE_MODES = ("bilinear", "bicubic")
 CUBIC_A = -0.75  # torch's (and OpenCV's) cubic convolution coefficient
 
 
@@ -121,4 +121,4 @@ def upsample(x: Tensor, size: Sequence[int], region: Region | None = None, *, mo
         return bilinear_upsample(x, size, region)
     if mode == "bicubic":
         return bicubic_upsample(x, size, region)
-    raise ValueError(f"mode must be one of {SKIP_MODES}, got {mode!r}")
+    raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")

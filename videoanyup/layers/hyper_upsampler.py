@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.grid import Region, check_region, num_phases
-from videoanyup.functional.resize import SKIP_MODES, bilinear_upsample, upsample
+from videoanyup.functional.resize import UPSAMPLE_MODES, bilinear_upsample, upsample
 from videoanyup.layers.hyper_kernel import HyperKernel
 from videoanyup.layers.phase_convolution import PhaseConvolution
 from videoanyup.layers.residual import ResidualBlock
@@ -106,8 +106,8 @@ class HyperUpsampler(nn.Module):
         skip: str = "bilinear",
     ) -> None:
         super().__init__()
-        if skip not in SKIP_MODES:
-            raise ValueError(f"skip must be one of {SKIP_MODES}, got {skip!r}")
+        if skip not in UPSAMPLE_MODES:
+            raise ValueError(f"skip must be one of {UPSAMPLE_MODES}, got {skip!r}")
         self.skip = skip
         if fold not in FOLD_MODES:
             raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")

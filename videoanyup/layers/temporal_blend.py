@@ -55,12 +55,14 @@ class TemporalBlend(nn.Module):
         if self.feature_cue != (disagreement is not None):
             raise ValueError(f"disagreement must be given exactly when feature_cue is on ({self.feature_cue})")
         warped = flow_warp(previous_guidance, flow.to(previous_guidance.dtype), padding_mode="border")
-        cues = [guidance, warped, (guidance - warped).abs()] + ([disagreement.to(guidance.dtype)] if self.feature_cue else [])
+        cues = [guidance, warped, (guidance - warped).abs()]
+        if disagreement is not None:
+            cues.append(disagreement.to(guidance.dtype))
         return torch.sigmoid(self.gate(torch.cat(cues, dim=1)))
 
     @staticmethod
     def disagreement(current: Tensor, warped: Tensor) -> Tensor:
-        """1 − cos of `(N, C, H, W)` feature maps per pixel, `(N, 1, H, W)` in [0, 2] (0 where a map is zero)."""
+        """1 − cos of `(N, C, H, W)` feature maps per pixel, `(N, 1, H, W)` in [0, 2] (1 where a map is zero)."""
         return 1.0 - F.cosine_similarity(current, warped, dim=1, eps=1e-8).unsqueeze(1)
 
     def forward(

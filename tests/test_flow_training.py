@@ -138,6 +138,8 @@ def test_command_line_rejects_bad_arguments(capsys):
     assert "--low-light must be a fraction in [0, 1], got 1.5" in capsys.readouterr().err
     assert main(["--large-motion", "-1"]) == 2
     assert "--large-motion must be a fraction in [0, 1], got -1.0" in capsys.readouterr().err
+    assert main(["--accelerator", "tpu"]) == 2
+    assert "--accelerator must be one of cpu, gpu" in capsys.readouterr().err
 
 
 def test_folded_batch_norm_equals_the_normalised_network_in_the_published_layout():

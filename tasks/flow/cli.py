@@ -25,6 +25,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `train-flow`."""
@@ -56,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--val-every", type=int, default=150, help="validate every N steps (default 150)")
     train.add_argument("--num-workers", type=int, default=1, help="data-loading processes (default 1)")
     train.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    train.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu or auto (default cpu, the recipe's)")
     train.add_argument("--resume", help="Lightning checkpoint to continue from (OUT/checkpoints/last.ckpt)")
     train.add_argument("--init", help="start from these SPyNet weights (name, folder, .ckpt or published .pth)")
     out = parser.add_argument_group("evaluation and output")
@@ -74,6 +77,8 @@ def _check(args: argparse.Namespace) -> None:
         return
     if not args.data and args.no_skimage:
         raise ValueError("--data is empty and --no-skimage is set: there are no images to train on")
+    if args.accelerator not in ACCELERATORS:
+        raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {args.accelerator!r}")
     if args.crop % 32 or args.crop < 64:
         raise ValueError(f"--crop must be a multiple of 32 and ≥ 64, got {args.crop}")
     if args.window and (args.window % 2 or args.window > args.crop):
@@ -149,7 +154,7 @@ def _train(args: argparse.Namespace, out: Path):
         train_time_interval=datetime.timedelta(minutes=args.ckpt_minutes),
     )
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=args.steps, max_time=datetime.timedelta(minutes=args.max_minutes),
+        accelerator=args.accelerator, devices=1, max_steps=args.steps, max_time=datetime.timedelta(minutes=args.max_minutes),
         val_check_interval=min(args.val_every, args.steps - start) if args.steps > start else 1,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, gradient_clip_val=1.0, log_every_n_steps=10,
         callbacks=[checkpoints, StepTimer()], logger=CSVLogger(out, name="logs"), enable_progress_bar=not args.quiet,
@@ -157,7 +162,7 @@ def _train(args: argparse.Namespace, out: Path):
     )
     trainer.fit(system, loader, val_loader, ckpt_path=args.resume)
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
-    spynet.eval()
+    spynet = spynet.cpu().eval()  # evaluated and saved on the CPU, wherever it trained
     if has_batch_norm(spynet):
         spynet = fold_batch_norm(spynet)
     return spynet, len(images), trainer.global_step
@@ -205,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "low_light": args.low_light,
         "large_motion": args.large_motion,
         "init": args.init,
+        "accelerator": args.accelerator,
         "data": list(args.data) + ([] if args.no_skimage else ["scikit-image images"]),
         "frame_stride": args.frame_stride,
         "source_images": n_images,

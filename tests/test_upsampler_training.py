@@ -89,8 +89,8 @@ def test_temporal_term_static_clip_zero_moving_clip_with_wrong_output_positive(s
     assert results["static"][0] == results["static"][1] < 2e-3  # static: right == wrong, and ~0
     good, bad = results["moving"]
     # a wrong output is penalised: SPyNet's flow on a 128² crop of this smooth picture is rough (the right output
-    # keeps some loss), so the margin is 2×, and 30× the static clip's
-    assert bad > 2 * good and bad > 30 * results["static"][0], results
+    # keeps some loss; the bundled weights give 4.8×), so the margin is 3×, and 30× the static clip's
+    assert bad > 3 * good and bad > 30 * results["static"][0], results
     # the forward–backward check flags inconsistent flows
     fw, bw = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
     bw[..., 2:4, 2:4] = 5.0

@@ -82,3 +82,14 @@ def test_cached_video_windows_equal_decoding(setup):
     assert torch.equal(clip.read(), read_video(root / "clip.mp4"))
     with pytest.raises(ValueError, match="asked for frames 3..5"):
         clip.read(3, 3)
+
+
+def test_demo_picture_window_is_the_most_textured_one():
+    from videoanyup.tasks.avsr.figures import textured_centre
+
+    image = torch.full((3, 90, 120), 0.5)
+    image[:, 50:80, 70:110] = (torch.arange(40) % 2).float()  # stripes in the lower right, flat elsewhere
+    cy, cx = textured_centre(image, 32)
+    assert 50 <= cy <= 80 and 70 <= cx <= 110, (cy, cx)
+    assert textured_centre(torch.zeros(3, 90, 120), 32) == (16, 16)  # flat: the first window
+    assert textured_centre(image, 500) == (45, 60)  # a window larger than the image: the whole image

@@ -7,7 +7,7 @@ downscaled with bicubic by `scale` (8-bit, as in `evaluate`), upscaled back to t
 - `input_lr.mp4`: the low-resolution input (lossless);
 - `basicavsr_<scale>.mp4`: the network's output;
 - `comparison_<scale>.mp4`: bicubic | BasicAVSR | original, side by side;
-- `comparison_<scale>.png`: a zoomed crop of the middle frame, the same three;
+- `comparison_<scale>.png`: a zoomed crop of the middle frame (its most textured window), the same three;
 - `metrics.json`: PSNR / SSIM (RGB with a 4-pixel border crop, and Y) of both methods.
 """
 
@@ -126,10 +126,11 @@ def demo(
 def _write_picture(example: dict[str, Tensor], label: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from videoanyup.tasks.avsr.figures import side_by_side
+    from videoanyup.tasks.avsr.figures import side_by_side, textured_centre
 
     titles = [f"bicubic {label}", f"BasicAVSR lite {label}", "original"]
-    fig = side_by_side(list(example.values()), titles, crop=160)
+    images = list(example.values())  # bicubic, network, original
+    fig = side_by_side(images, titles, crop=160, centre=textured_centre(images[-1], 160))
     fig.savefig(path)
     plt.close(fig)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 
@@ -45,6 +46,20 @@ def psnr_vs_scale(curves: Mapping[str, Mapping[str, float]], *, title: str = "PS
 def _scale_position(label: str) -> float:
     values = [float(v) for v in label.lstrip("x").split("x")]
     return float(np.sqrt(values[0] * values[-1]))
+
+
+def textured_centre(image: Tensor, crop: int) -> tuple[int, int]:
+    """`(y, x)` of the `crop × crop` window of `image` `(3, H, W)` with the most gradient energy (the window where
+    methods can differ; chosen from this one image alone, not from any method's output). Ties: the first window."""
+    grey = image.detach().float().mean(0, keepdim=True)[None]  # (1, 1, H, W)
+    energy = torch.zeros_like(grey)
+    energy[..., :, 1:] += (grey[..., :, 1:] - grey[..., :, :-1]).abs()
+    energy[..., 1:, :] += (grey[..., 1:, :] - grey[..., :-1, :]).abs()
+    height, width = grey.shape[-2:]
+    ch, cw = min(crop, height), min(crop, width)
+    sums = torch.nn.functional.avg_pool2d(energy, (ch, cw), stride=1)[0, 0]  # (H - ch + 1, W - cw + 1)
+    top, left = divmod(int(sums.flatten().argmax()), sums.shape[1])
+    return top + ch // 2, left + cw // 2
 
 
 def side_by_side(

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--val-every", type=int, default=150, help="validate every N steps (default 150)")
     train.add_argument("--num-workers", type=int, default=1, help="data-loading processes (default 1)")
     train.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    train.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu or auto (default cpu, the recipe's)")
+    train.add_argument("--accelerator", default="cpu", help=f"Lightning accelerator: {', '.join(ACCELERATORS)} (default cpu, the recipe's)")
     train.add_argument("--resume", help="Lightning checkpoint to continue from (OUT/checkpoints/last.ckpt)")
     train.add_argument("--init", help="start from these SPyNet weights (name, folder, .ckpt or published .pth)")
     out = parser.add_argument_group("evaluation and output")

@@ -10,6 +10,7 @@ from PIL import Image
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.probes import davis
 from videoanyup.tasks.probes.depth import depth_metrics
+from videoanyup.tasks.probes.featureless import PositionPrior, copy_first_mask
 from videoanyup.tasks.probes.label_propagation import propagate_labels, propagate_video
 from videoanyup.tasks.probes.linear_probe import correct_prior, sample_pixels, train_probe
 from videoanyup.tasks.probes.temporal_consistency import clip_flows, ratio, temporal_error, valid_mask
@@ -208,6 +209,31 @@ def test_prior_correction_shifts_biases_exactly_and_restores_the_bayes_decision(
         correct_prior(probe, torch.tensor([1, 2, 3]), torch.tensor([1, 2]))
 
 
+def test_position_prior_balanced_and_true_frequency_decisions():
+    """Cell A is foreground in every training frame, cell B in 3 of 10 (foreground rate 1.3 / 16): a class-balanced
+    decision (B's foreground frequency 0.3 against the rate 0.08) takes B; the true-frequency one (0.3 < 0.7) does
+    not. The map is resized to any frame size, the same for every frame."""
+    labels = torch.zeros(10, 4, 4, dtype=torch.long)
+    labels[:, 0, 0] = 1  # A
+    labels[:3, 2, 3] = 1  # B
+    prior = PositionPrior(classes=2, grid=4)
+    prior.add(labels[:4])
+    prior.add(labels[4:])  # counts accumulate over calls
+    balanced, true = prior.predict((2, 4, 4)), prior.predict((2, 4, 4), balanced=False)
+    assert balanced.shape == (2, 4, 4) and torch.equal(balanced[0], balanced[1])
+    assert balanced[0].nonzero().tolist() == [[0, 0], [2, 3]]
+    assert true[0].nonzero().tolist() == [[0, 0]]
+    assert prior.predict((1, 8, 8))[0, :2, :2].all() and not prior.predict((1, 8, 8))[0, 4:, :4].any()
+    with pytest.raises(ValueError, match="needs at least one add"):
+        PositionPrior(classes=2).predict((1, 4, 4))
+
+
+def test_copy_first_mask():
+    labels = torch.randint(0, 3, (4, 5, 6))
+    copied = copy_first_mask(labels)
+    assert copied.shape == labels.shape and all(torch.equal(copied[t], labels[0]) for t in range(4))
+
+
 def test_depth_metrics_exact():
     gt = torch.tensor([[1.0, 2.0], [4.0, 0.0]])  # 0: missing
     assert depth_metrics(gt.clone(), gt) == (0.0, 1.0, 3)
@@ -235,13 +261,19 @@ def test_cli_vos_end_to_end(tree, weights, tmp_path, capsys):
     ])
     assert code == 0
     rows = json.loads(out.read_text())
-    assert [r["upsampler"] for r in rows] == ["bilinear", "perframe", "videoanyup"]
+    assert [r["upsampler"] for r in rows] == ["bilinear", "perframe", "videoanyup", "featureless"]
     assert all(set(r) == set(VOS_KEYS) for r in rows)
     assert rows[0]["temporal_error"] == 1.0 and rows[0]["temporal_error_pred"] == 1.0
     assert all(0 <= r[k] <= 1 for r in rows for k in ("J", "F", "JF", "JF_prop"))
+    featureless = rows[-1]  # no features: nothing to compare over time or with the backbone
+    assert featureless["temporal_error"] is None and featureless["fidelity"] is None
+    gamma = davis.load_sequence(tree, "gamma", frames=3, short_side=42, patch_size=14)
+    ((j, f),) = sequence_scores(copy_first_mask(gamma.labels).numpy(), gamma.labels.numpy(), gamma.objects).values()
+    assert featureless["JF_prop"] == pytest.approx((j + f) / 2)
     assert (tmp_path / "figs" / "gamma_pca.png").stat().st_size > 0
     assert (tmp_path / "figs" / "gamma_pca.mp4").stat().st_size > 0
-    assert "| videoanyup |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| videoanyup |" in out and "| featureless |" in out and "| – |" in out
 
 
 def test_cli_prior_correction_changes_only_the_probe(tree, tmp_path):

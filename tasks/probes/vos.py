@@ -15,7 +15,10 @@ at a time: probe logits are upsampled bilinearly to the annotation size and scor
 (`vos_metrics`, first frame skipped, means over objects of all test sequences); label propagation of the
 first mask (`label_propagation`, on a 1/4 grid) gives JF_prop; `temporal_consistency` gives the DIS-flow
 errors of the features (1 − cos) and of the probe's class probabilities (L1), reported as ratios to
-bilinear's; `fidelity` compares with the backbone on the 2× upscaled frames.
+bilinear's; `fidelity` compares with the backbone on the 2× upscaled frames. A last row, `featureless`,
+scores what the masks alone give (`featureless`: a position prior from the training masks in place of the
+probe, the first mask copied in place of propagation; no temporal error or fidelity) — the floor under
+which a probe has learned nothing from the features.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videoanyup.tasks.probes import davis
+from videoanyup.tasks.probes.featureless import PositionPrior, copy_first_mask
 from videoanyup.tasks.probes.fidelity import fidelity, reference_features
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.label_propagation import propagate_video
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 
 VOS_KEYS = ("upsampler", "J", "F", "JF", "JF_prop", "temporal_error", "temporal_error_pred", "fidelity")
 SHORT_SIDE = 224
+FEATURELESS = "featureless"  # the name of the reference row (module docstring)
 
 
 def choose_sequences(
@@ -101,7 +106,8 @@ def run_vos(
     figures: str | Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Run the VOS probe (module docstring). Returns one dict per upsampler with the keys `VOS_KEYS`."""
+    """Run the VOS probe (module docstring). Returns one dict per upsampler, then the `FEATURELESS` row, with
+    the keys `VOS_KEYS` (NaN where a key does not apply)."""
     if frames_per_seq < 2:
         raise ValueError(f"--frames-per-seq must be ≥ 2 (J/F skip the given first frame), got {frames_per_seq}")
     if "bilinear" not in upsamplers:
@@ -121,10 +127,12 @@ def run_vos(
     xs: dict[str, list[Tensor]] = {name: [] for name in upsamplers}
     ys: list[Tensor] = []
     frame_labels: list[Tensor] = []  # every training pixel's class (kept only for the prior correction)
+    train_masks: list[Tensor] = []  # (T, H', W') label maps, for the position prior
     for name in _iterate(train_names, progress, "probe train sequences"):
         seq = load(train_root, name)
         size = tuple(seq.frames.shape[-2:])
         labels = _label_size(seq.labels, size)  # (T, H', W')
+        train_masks.append(labels)
         if prior_correction:
             frame_labels.append(labels.reshape(-1))
         picks = [sample_pixels(labels[t], size, pixels, seed=seed, key=f"{name}/{t}") for t in range(len(labels))]
@@ -145,10 +153,15 @@ def run_vos(
         for probe in probes.values():
             correct_prior(probe, sampled, true)
     del xs, frame_labels
+    position = PositionPrior(classes)
+    for labels in train_masks:
+        position.add(labels)
+    del train_masks
     log.info("trained %d probes on %d pixels of %d sequences, %d classes", len(probes), len(y), len(train_names), classes)
 
     # 2. Test sequences one at a time.
     scores = {up: {"J": [], "F": [], "Jp": [], "Fp": [], "te": [], "tp": [], "fid": []} for up in upsamplers}
+    floor = {"J": [], "F": [], "Jp": [], "Fp": []}  # the featureless row's scores
     for index, name in enumerate(_iterate(test_names, progress, "probe test sequences")):
         seq = load(test_root, name)
         size, out_size = tuple(seq.frames.shape[-2:]), tuple(seq.labels.shape[-2:])
@@ -156,6 +169,11 @@ def run_vos(
         flows = clip_flows(seq.frames)
         reference = reference_features(backbone, seq.frames)
         gt = seq.labels.numpy()
+        guesses = (position.predict(gt.shape, balanced=not prior_correction), copy_first_mask(seq.labels))
+        for guess, (j_key, f_key) in zip(guesses, (("J", "F"), ("Jp", "Fp"))):
+            for j, f in sequence_scores(guess.numpy(), gt, seq.objects).values():
+                floor[j_key].append(j)
+                floor[f_key].append(f)
         seq_classes = max(classes, int(seq.labels.max()) + 1)
         columns = None
         if figures is not None and index == 0:
@@ -181,7 +199,8 @@ def run_vos(
             del hr, logits
         if columns is not None:
             write_figures(figures, name, columns)
-    return [_vos_row(up, scores[up], scores["bilinear"]) for up in upsamplers]
+    rows = [_vos_row(up, scores[up], scores["bilinear"]) for up in upsamplers]
+    return rows + [_vos_row(FEATURELESS, {"te": [], "tp": [], "fid": [], **floor}, scores["bilinear"])]
 
 
 def _mean(values: list[float]) -> float:
@@ -189,24 +208,32 @@ def _mean(values: list[float]) -> float:
 
 
 def _vos_row(name: str, s: dict, reference: dict) -> dict:
+    """The table row of one upsampler's scores `s`; the ratios are to `reference`'s (NaN without errors)."""
     j, f, jp, fp = _mean(s["J"]), _mean(s["F"]), _mean(s["Jp"]), _mean(s["Fp"])
+    nan = float("nan")
     return {
         "upsampler": name,
         "J": j,
         "F": f,
         "JF": (j + f) / 2,
         "JF_prop": (jp + fp) / 2,
-        "temporal_error": ratio(s["te"], reference["te"]),
-        "temporal_error_pred": ratio(s["tp"], reference["tp"]),
+        "temporal_error": ratio(s["te"], reference["te"]) if s["te"] else nan,
+        "temporal_error_pred": ratio(s["tp"], reference["tp"]) if s["tp"] else nan,
         "fidelity": _mean(s["fid"]),
     }
 
 
 def format_table(rows: list[dict]) -> str:
-    """The upsamplers side by side as a Markdown table (the columns are the rows' keys)."""
+    """The upsamplers side by side as a Markdown table (the columns are the rows' keys; NaN shows as –)."""
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "| --- |" + " ---: |" * (len(keys) - 1)]
     for row in rows:
-        cells = [row[keys[0]]] + [f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys[1:]]
+        cells = [row[keys[0]]] + [_cell(row[k]) for k in keys[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.4f}" if np.isfinite(value) else "–"

@@ -16,8 +16,8 @@ at a time: probe logits are upsampled bilinearly to the annotation size and scor
 first mask (`label_propagation`, on a 1/4 grid) gives JF_prop; `temporal_consistency` gives the DIS-flow
 errors of the features (1 − cos) and of the probe's class probabilities (L1), reported as ratios to
 bilinear's; `fidelity` compares with the backbone on the 2× upscaled frames. A last row, `featureless`,
-scores what the masks alone give (`featureless`: a position prior from the training masks in place of the
-probe, the first mask copied in place of propagation; no temporal error or fidelity) — the floor under
+scores what the masks alone give (module `featureless`: a position prior from the training masks in place of
+the probe, the first mask copied in place of propagation; no temporal error or fidelity) — the floor under
 which a probe has learned nothing from the features.
 """
 
@@ -126,15 +126,12 @@ def run_vos(
     # 1. Training pixels: the same sampled locations for every upsampler; only the sampled vectors are kept.
     xs: dict[str, list[Tensor]] = {name: [] for name in upsamplers}
     ys: list[Tensor] = []
-    frame_labels: list[Tensor] = []  # every training pixel's class (kept only for the prior correction)
-    train_masks: list[Tensor] = []  # (T, H', W') label maps, for the position prior
+    train_masks: list[Tensor] = []  # (T, H', W') label maps: the position prior and the prior correction
     for name in _iterate(train_names, progress, "probe train sequences"):
         seq = load(train_root, name)
         size = tuple(seq.frames.shape[-2:])
         labels = _label_size(seq.labels, size)  # (T, H', W')
         train_masks.append(labels)
-        if prior_correction:
-            frame_labels.append(labels.reshape(-1))
         picks = [sample_pixels(labels[t], size, pixels, seed=seed, key=f"{name}/{t}") for t in range(len(labels))]
         ys.extend(labels[t].reshape(-1)[idx] for t, idx in enumerate(picks))
         feats = lr_features(seq.frames)
@@ -149,10 +146,11 @@ def run_vos(
         up: train_probe(torch.cat(xs[up]), y, outputs=classes, steps=steps, lr=lr, seed=seed) for up in upsamplers
     }
     if prior_correction:
-        sampled, true = torch.bincount(y, minlength=classes), torch.bincount(torch.cat(frame_labels), minlength=classes)
+        every_pixel = torch.cat([labels.reshape(-1) for labels in train_masks])
+        sampled, true = torch.bincount(y, minlength=classes), torch.bincount(every_pixel, minlength=classes)
         for probe in probes.values():
             correct_prior(probe, sampled, true)
-    del xs, frame_labels
+    del xs
     position = PositionPrior(classes)
     for labels in train_masks:
         position.add(labels)

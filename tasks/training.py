@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -62,16 +63,30 @@ class CosineTraining:
 
 
 class ProjectTrainCLI(LightningCLI):
-    """LightningCLI with `--ckpt_path` (resume exactly, 'last' included) and the project's loggers."""
+    """LightningCLI with `--ckpt_path` (resume exactly, 'last' included), `--checkpoint_dir` and the project's loggers.
+
+    The recipes fix their `ModelCheckpoint`'s folder (so that `--ckpt_path last` finds the previous run's
+    `last.ckpt`); `--checkpoint_dir DIR` moves every checkpoint callback there, for a second run of the same
+    recipe. (`--trainer.callbacks.dirpath` cannot: jsonargparse applies it to the *last* callback of the list.)
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="resume from this .ckpt (or 'last')")
+        parser.add_argument(
+            "--checkpoint_dir", type=Optional[str], default=None,
+            help="write checkpoints here (and look for 'last' here) instead of the recipe's folder",
+        )
         parser.add_function_arguments(build_loggers, "logging")
 
     def instantiate_trainer(self, **kwargs):
         if self.config.trainer.get("logger") is None:  # not set in the config: the project's loggers
             kwargs["logger"] = build_loggers(**self.config.logging)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        folder = self.config.get("checkpoint_dir")
+        if folder is not None:
+            for callback in trainer.checkpoint_callbacks:
+                callback.dirpath = os.path.realpath(os.path.expanduser(folder))  # as ModelCheckpoint stores it
+        return trainer
 
 
 def build_training_cli(cli_class: type[ProjectTrainCLI], system, data, args: list[str], *, prog: str, description: str):

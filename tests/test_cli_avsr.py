@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, degrade
@@ -165,10 +167,14 @@ def test_configs_mirror_the_constructors(name, tmp_path):
     from videoanyup.tasks.avsr.train import build_cli
 
     config = Path(__file__).resolve().parents[1] / "configs" / "avsr" / f"{name}.yaml"
+    moved = ["--checkpoint_dir", str(tmp_path / "elsewhere")] if name == "lite_cpu" else []
     cli = build_cli([
         "--config", str(config), "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto",
-        f"--trainer.default_root_dir={tmp_path}", f"--logging.save_dir={tmp_path}", "--logging.wandb=off",
+        f"--trainer.default_root_dir={tmp_path}", f"--logging.save_dir={tmp_path}", "--logging.wandb=off", *moved,
     ])
+    recipe_folder = yaml.safe_load(config.read_text())["trainer"]["callbacks"][0]["init_args"]["dirpath"]
+    expected_folder = os.path.realpath(tmp_path / "elsewhere" if moved else recipe_folder)
+    assert [c.dirpath for c in cli.trainer.checkpoint_callbacks] == [expected_folder]
     expected = CONFIGS["lite" if name == "lite_cpu" else "paper"]
     assert cli.model.model.config == expected
     assert cli.model.hparams.spynet_lr_mult == 0.25 and cli.model.hparams.lr == (4e-4 if name == "lite_cpu" else 2e-4)

@@ -9,8 +9,8 @@ from PIL import Image
 
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.probes import davis
-from videoanyup.tasks.probes.depth import depth_metrics
-from videoanyup.tasks.probes.featureless import PositionPrior, copy_first_mask
+from videoanyup.tasks.probes.depth import depth_metrics, read_depth
+from videoanyup.tasks.probes.featureless import PositionMean, PositionPrior, copy_first_mask
 from videoanyup.tasks.probes.label_propagation import propagate_labels, propagate_video
 from videoanyup.tasks.probes.linear_probe import correct_prior, sample_pixels, train_probe
 from videoanyup.tasks.probes.temporal_consistency import clip_flows, ratio, temporal_error, valid_mask
@@ -234,6 +234,27 @@ def test_copy_first_mask():
     assert copied.shape == labels.shape and all(torch.equal(copied[t], labels[0]) for t in range(4))
 
 
+def test_position_mean_over_valid_pixels_only():
+    """Grid 2 over 4 × 4 maps: the top cells average A (1, valid on top) and B (3), the bottom ones only B
+    (A's NaN there is not valid); a cell no valid pixel reached takes the overall mean."""
+    a, b = torch.full((4, 4), 1.0), torch.full((4, 4), 3.0)
+    a[2:] = float("nan")
+    mean = PositionMean(grid=2)
+    mean.add(a, torch.isfinite(a))
+    mean.add(b, torch.ones(4, 4, dtype=torch.bool))
+    assert torch.equal(mean.predict((2, 2)), torch.tensor([[2.0, 2.0], [3.0, 3.0]]))
+    assert mean.predict((8, 6)).shape == (8, 6)
+    holes = PositionMean(grid=2)
+    left = torch.zeros(4, 4, dtype=torch.bool)
+    left[:, :2] = True
+    holes.add(torch.arange(16.0).reshape(4, 4), left)  # left cells: 2.5 on top, 10.5 below; right cells empty
+    assert torch.equal(holes.predict((2, 2)), torch.tensor([[2.5, 6.5], [10.5, 6.5]]))
+    with pytest.raises(ValueError, match="values and valid must be the same"):
+        mean.add(torch.zeros(4, 4), torch.ones(4, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="needs at least one valid pixel"):
+        PositionMean().predict((4, 4))
+
+
 def test_depth_metrics_exact():
     gt = torch.tensor([[1.0, 2.0], [4.0, 0.0]])  # 0: missing
     assert depth_metrics(gt.clone(), gt) == (0.0, 1.0, 3)
@@ -296,16 +317,26 @@ def test_cli_depth_end_to_end(tmp_path):
         (tmp_path / split / "rgb").mkdir(parents=True)
         (tmp_path / split / "depth").mkdir(parents=True)
         for k in range(2):
-            clip, masks = moving_object_clip(frames=1, start=(15 + 5 * k, 20))
+            clip, masks = moving_object_clip(frames=1, start=(15 + 5 * k, 20 if split == "train" else 32))
             Image.fromarray(clip[0]).save(tmp_path / split / "rgb" / f"{k}.png")
             depth = np.where(masks[0], 1000, 3000).astype(np.uint16)  # mm: the disk is nearer
             Image.fromarray(depth).save(tmp_path / split / "depth" / f"{k}.png")
     out = tmp_path / "depth.json"
     assert main(["probe", "--task", "depth", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
                  "--upsampler", "bilinear", "--json", str(out), *FAST]) == 0
-    (row,) = json.loads(out.read_text())
-    assert set(row) == {"upsampler", "rmse", "delta1", "temporal_error", "temporal_error_pred", "fidelity"}
+    row, featureless = json.loads(out.read_text())
+    assert set(row) == set(featureless) == {"upsampler", "rmse", "delta1", "temporal_error", "temporal_error_pred", "fidelity"}
     assert row["rmse"] >= 0 and 0 <= row["delta1"] <= 1 and row["temporal_error"] is None
+    # the featureless row: the training maps' mean log-depth at each position, scored on the test maps
+    position = PositionMean()
+    for k in range(2):
+        gt = read_depth(tmp_path / "train" / "depth" / f"{k}.png")
+        position.add(gt.log(), gt > 0)
+    scores = [depth_metrics(position.predict(tuple(gt.shape)).exp(), gt)
+              for gt in (read_depth(tmp_path / "test" / "depth" / f"{k}.png") for k in range(2))]
+    assert featureless["upsampler"] == "featureless" and featureless["fidelity"] is None
+    assert featureless["rmse"] == pytest.approx(np.mean([s[0] for s in scores]), rel=1e-5)
+    assert featureless["delta1"] == pytest.approx(np.mean([s[1] for s in scores]), rel=1e-5)  # equal counts
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@
 VOS: DAVIS layout (JPEGImages/<seq>/, Annotations/<seq>/), the first N frames of each sequence; reports
 J, F, J&F of the probe, JF_prop of label propagation, temporal errors (ratio to bilinear) and fidelity, and a
 last row `featureless` (a position prior from the training masks and the first mask copied: the floor).
-Depth: DIR/rgb/*.{png,jpg} and DIR/depth/*.{png (16-bit mm), npy (m)}; reports rmse and delta1 instead of J/F.
+Depth: DIR/rgb/*.{png,jpg} and DIR/depth/*.{png (16-bit mm), npy (m)}; reports rmse and delta1 instead of J/F,
+and a last row `featureless` (the mean training log-depth at each position).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "class frequencies (default: as trained)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled pixels, probe and random backbone (default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", help="write the results here: a list of objects, one per upsampler (vos: then the featureless reference)")
+    parser.add_argument("--json", help="write the results here: a list of objects, one per upsampler then the featureless reference")
     parser.add_argument("--figures", help="write PCA colourings (PNG grid, mp4) of LR / upsampled features here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

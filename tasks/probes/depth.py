@@ -7,7 +7,8 @@ metres) with a squared error on `pixels` valid pixels sampled per image (the sam
 upsampler); predictions are upsampled bilinearly in log space to the depth map's size and exponentiated.
 
 Metrics over all valid pixels of the test set: rmse (metres, per image, then averaged) and δ1, the
-fraction of pixels with max(pred/gt, gt/pred) < 1.25.
+fraction of pixels with max(pred/gt, gt/pred) < 1.25. A last row, `featureless`, scores the mean training
+log-depth at each position (module `featureless`, `PositionMean`): what position alone gives.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videoanyup.tasks.probes import davis
+from videoanyup.tasks.probes.featureless import FEATURELESS, PositionMean
 from videoanyup.tasks.probes.fidelity import fidelity, reference_features
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.linear_probe import sample_pixels, train_probe
@@ -75,6 +77,14 @@ def depth_metrics(pred: Tensor, gt: Tensor) -> tuple[float, float, int]:
     return rmse, delta1, int(valid.sum())
 
 
+def _score(results: dict, pred: Tensor, gt: Tensor) -> None:
+    """Append `pred`'s rmse and (δ1, valid count) against `gt` `(H, W)` to `results`, where gt has valid pixels."""
+    rmse, delta1, count = depth_metrics(pred, gt)
+    if count:
+        results["rmse"].append(rmse)
+        results["d1"].append((delta1, count))
+
+
 def _load(rgb: Path, depth: Path, short_side: int, patch_size: int) -> tuple[Tensor, Tensor]:
     from PIL import Image
 
@@ -102,7 +112,8 @@ def run_depth(
     figures: str | Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Run the depth probe (module docstring). Returns one dict per upsampler with the keys `DEPTH_KEYS`."""
+    """Run the depth probe (module docstring). Returns one dict per upsampler, then the `FEATURELESS` row, with
+    the keys `DEPTH_KEYS` (NaN where a key does not apply)."""
     from videoanyup.tasks.probes.vos import _iterate
 
     train_pairs, test_pairs = list_pairs(train_root, "--train"), list_pairs(test_root, "--test")
@@ -114,8 +125,10 @@ def run_depth(
 
     xs: dict[str, list[Tensor]] = {name: [] for name in upsamplers}
     ys: list[Tensor] = []
+    position = PositionMean()
     for rgb, depth in _iterate(train_pairs, progress, "depth train images"):
         frames, gt = _load(rgb, depth, short_side, backbone.patch_size)
+        position.add(gt.clamp_min(1e-6).log(), gt > 0)
         size = tuple(frames.shape[-2:])
         gt_small = F.interpolate(gt[None, None], size=size, mode="nearest")[0, 0]  # (H', W')
         idx = sample_pixels(None, size, pixels, seed=seed, key=rgb.stem, valid=gt_small > 0)
@@ -132,9 +145,10 @@ def run_depth(
     probes = {up: train_probe(torch.cat(xs[up]), y, outputs=1, task="regress", steps=steps, lr=lr, seed=seed) for up in upsamplers}
     del xs
 
-    results = {up: {"rmse": [], "d1": [], "fid": []} for up in upsamplers}
+    results = {up: {"rmse": [], "d1": [], "fid": []} for up in [*upsamplers, FEATURELESS]}
     for index, (rgb, depth) in enumerate(_iterate(test_pairs, progress, "depth test images")):
         frames, gt = _load(rgb, depth, short_side, backbone.patch_size)
+        _score(results[FEATURELESS], position.predict(tuple(gt.shape)).exp(), gt)
         feats = lr_features(frames)
         reference = reference_features(backbone, frames)
         columns = None
@@ -146,17 +160,14 @@ def run_depth(
             with torch.inference_mode():
                 log_depth = probes[up].apply_map(hr)  # (1, 1, H', W')
             pred = F.interpolate(log_depth, size=tuple(gt.shape), mode="bilinear", align_corners=False)[0, 0].exp()
-            rmse, delta1, count = depth_metrics(pred, gt)
-            if count:
-                results[up]["rmse"].append(rmse)
-                results[up]["d1"].append((delta1, count))
+            _score(results[up], pred, gt)
             results[up]["fid"].extend(fidelity(hr, reference))
             if columns is not None:
                 columns[up] = pca(hr)
         if columns is not None:
             write_figures(figures, rgb.stem, columns, rows=1)
     rows = []
-    for up in upsamplers:
+    for up in [*upsamplers, FEATURELESS]:
         r = results[up]
         d1 = sum(d * n for d, n in r["d1"]) / max(1, sum(n for _, n in r["d1"])) if r["d1"] else float("nan")
         rows.append({

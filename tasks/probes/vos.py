@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videoanyup.tasks.probes import davis
-from videoanyup.tasks.probes.featureless import PositionPrior, copy_first_mask
+from videoanyup.tasks.probes.featureless import FEATURELESS, PositionPrior, copy_first_mask
 from videoanyup.tasks.probes.fidelity import fidelity, reference_features
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.label_propagation import propagate_video
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 VOS_KEYS = ("upsampler", "J", "F", "JF", "JF_prop", "temporal_error", "temporal_error_pred", "fidelity")
 SHORT_SIDE = 224
-FEATURELESS = "featureless"  # the name of the reference row (module docstring)
 
 
 def choose_sequences(

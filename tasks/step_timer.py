@@ -2,6 +2,10 @@
 
 Every `videoanyup train*` command has it (`build_training_cli`), so a run's speed is in its own log
 (`perf/step_s`, `perf/peak_gib` on CUDA) and in one line at the end, without a separate benchmark.
+
+A step is `training_step`, backward and the optimiser step. What happens between steps — waiting for the
+loader, validation, checkpoints, logging — is not in it; the summary's "run" figure is the whole fit's wall
+time divided by its steps, everything included (on a 2-core CPU it can be twice the step time).
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ class StepTimer(L.Callback):
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.run_seconds = 0.0  # the fit's wall time from the first step's start to the end of training
         self._start = 0.0
+        self._first_start: float | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = []
+        self.seconds, self.run_seconds, self._first_start = [], 0.0, None
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
+        if self._first_start is None:
+            self._first_start = self._start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         cuda = trainer.strategy.root_device.type == "cuda"
@@ -44,16 +52,20 @@ class StepTimer(L.Callback):
             pl_module.log("perf/peak_gib", peak, on_step=True, on_epoch=False, batch_size=1)
 
     def summary(self, device: torch.device) -> str:
-        """One line: steps timed, median and mean seconds per step (the first step, warm-up, left out)."""
+        """One line: steps timed, median and mean seconds per step (the first step, warm-up, left out), and the
+        run's wall time per step (everything between steps included)."""
         timed = self.seconds[1:] or self.seconds
         if not timed:
             return "no training steps timed"
         line = (f"{len(self.seconds)} steps timed: median {statistics.median(timed):.3f} s/step, "
-                f"mean {statistics.fmean(timed):.3f} s/step (first step left out)")
+                f"mean {statistics.fmean(timed):.3f} s/step (first step left out); "
+                f"run {self.run_seconds / len(self.seconds):.3f} s/step (loading, validation, checkpoints included)")
         if device.type == "cuda":
             line += f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
         return line
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._first_start is not None:
+            self.run_seconds = time.perf_counter() - self._first_start
         if trainer.is_global_zero:
             print(f"speed: {self.summary(trainer.strategy.root_device)}", flush=True)

@@ -1,7 +1,8 @@
 """`StepTimer`: the wall time of every training step and the peak accelerator memory, logged and summarised.
 
 Every `videoanyup train*` command has it (`build_training_cli`), so a run's speed is in its own log
-(`perf/step_s`, `perf/peak_gib` on CUDA) and in one line at the end, without a separate benchmark.
+(`perf/step_s`: the mean over the steps since the previous logged row; `perf/peak_gib` on CUDA) and in one
+line at the end, without a separate benchmark.
 
 A step is `training_step`, backward and the optimiser step. What happens between steps — waiting for the
 loader, validation, checkpoints, logging — is not in it; the summary's "run" figure is the whole fit's wall
@@ -44,9 +45,12 @@ class StepTimer(L.Callback):
         cuda = trainer.strategy.root_device.type == "cuda"
         if cuda:
             torch.cuda.synchronize(trainer.strategy.root_device)
-        seconds = time.perf_counter() - self._start
-        self.seconds.append(seconds)
-        pl_module.log("perf/step_s", seconds, on_step=True, on_epoch=False, batch_size=1)
+        self.seconds.append(time.perf_counter() - self._start)
+        # The mean over the last `log_every_n_steps` steps: a logged row then stands for every step since the
+        # previous one, not for one step whose kind repeats with the logging period (with clip batches every
+        # 2nd step and a row every 10th, a single step's time would always be a clip step's).
+        window = self.seconds[-max(1, trainer.log_every_n_steps) :]
+        pl_module.log("perf/step_s", sum(window) / len(window), on_step=True, on_epoch=False, batch_size=1)
         if cuda:
             peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**30
             pl_module.log("perf/peak_gib", peak, on_step=True, on_epoch=False, batch_size=1)

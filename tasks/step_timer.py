@@ -6,7 +6,7 @@ line at the end, without a separate benchmark.
 
 A step is `training_step`, backward and the optimiser step. What happens between steps — waiting for the
 loader, validation, checkpoints, logging — is not in it; the summary's "run" figure is the whole fit's wall
-time divided by its steps, everything included (on a 2-core CPU it can be twice the step time).
+time divided by its steps, everything included.
 """
 
 from __future__ import annotations

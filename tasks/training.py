@@ -84,6 +84,8 @@ class ProjectTrainCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         folder = self.config.get("checkpoint_dir")
         if folder is not None:
+            if not trainer.checkpoint_callbacks:
+                self.parser.error(f"--checkpoint_dir {folder!r}: this run writes no checkpoints (trainer.enable_checkpointing is false)")
             for callback in trainer.checkpoint_callbacks:
                 callback.dirpath = os.path.realpath(os.path.expanduser(folder))  # as ModelCheckpoint stores it
         return trainer

@@ -158,7 +158,7 @@ def test_loggers_offline_without_a_key(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["lite_cpu", "basicavsr_reds"])
-def test_configs_mirror_the_constructors(name, tmp_path):
+def test_configs_mirror_the_constructors(name, tmp_path, capsys):
     """Both shipped configs parse and instantiate (on the CPU, without data) into the intended objects."""
     from pathlib import Path
 
@@ -175,6 +175,11 @@ def test_configs_mirror_the_constructors(name, tmp_path):
     recipe_folder = yaml.safe_load(config.read_text())["trainer"]["callbacks"][0]["init_args"]["dirpath"]
     expected_folder = os.path.realpath(tmp_path / "elsewhere" if moved else recipe_folder)
     assert [c.dirpath for c in cli.trainer.checkpoint_callbacks] == [expected_folder]
+    if moved:  # nothing to move: exit 2 naming the option
+        with pytest.raises(SystemExit) as stop:
+            build_cli(["--config", str(config), "--trainer.accelerator=cpu", "--trainer.enable_checkpointing=false",
+                       "--trainer.callbacks=[]", "--logging.wandb=off", f"--logging.save_dir={tmp_path}", *moved])
+        assert stop.value.code == 2 and "--checkpoint_dir" in capsys.readouterr().err
     expected = CONFIGS["lite" if name == "lite_cpu" else "paper"]
     assert cli.model.model.config == expected
     assert cli.model.hparams.spynet_lr_mult == 0.25 and cli.model.hparams.lr == (4e-4 if name == "lite_cpu" else 2e-4)

@@ -159,7 +159,8 @@ def test_loggers_offline_without_a_key(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ["lite_cpu", "basicavsr_reds"])
 def test_configs_mirror_the_constructors(name, tmp_path, capsys):
-    """Both shipped configs parse and instantiate (on the CPU, without data) into the intended objects."""
+    """Both shipped configs parse and instantiate (on the CPU, without data) into the intended objects, their
+    checkpoints in the recipe's folder or where `--checkpoint_dir` says."""
     from pathlib import Path
 
     from videoanyup.models.basicavsr import CONFIGS

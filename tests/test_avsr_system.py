@@ -199,3 +199,21 @@ def test_resumed_cosine_is_resized_to_the_new_step_budget():
     restored.step()  # step 101 of 400: well above the floor
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * CosineFactor(400, 1e-3)(101))
     assert optimizer.param_groups[0]["lr"] > 0.8e-3
+
+
+def test_init_weights_starts_from_saved_weights_and_refuses_another_architecture(tmp_path):
+    """`init_weights` (a fine-tune: e.g. bidirectional lite → all modes) loads every tensor of a checkpoint
+    of the same architecture; a checkpoint of another architecture is refused, naming the option and field."""
+    source = tiny_model()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    source.trained_modes = ("bidirectional",)
+    source.save_pretrained(tmp_path / "bidirectional")
+    system = AVSRSystem(tiny_model(), modes=["bidirectional", "unidirectional", "lookahead"], init_weights=str(tmp_path / "bidirectional"))
+    for name, tensor in source.state_dict().items():
+        torch.testing.assert_close(system.model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    assert system.model.trained_modes is None  # the modes come from this training, not the source
+    BasicAVSR.from_config("lite", **(TINY | {"skip": "bilinear"})).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match=r"init_weights='.*other' has another architecture \(skip: 'bilinear' there, 'bicubic' here\)"):
+        AVSRSystem(tiny_model(), init_weights=str(tmp_path / "other"))

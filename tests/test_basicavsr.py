@@ -123,6 +123,19 @@ def test_stream_memory_does_not_grow_with_frames():
     assert held[4] == held[-1]  # constant once the look-ahead window is full
 
 
+def test_stream_default_mode_is_a_streaming_mode_the_weights_serve():
+    """`stream()` with no mode runs the model's own mode when it streams, else the first streaming mode the
+    weights were trained for; weights trained for no streaming mode are refused, naming what they serve."""
+    model = tiny()  # config mode "bidirectional", untrained: every mode allowed
+    assert model.stream(scale=2).mode == "unidirectional"
+    assert tiny(mode="lookahead").stream(scale=2).mode == "lookahead"
+    model.trained_modes = ("bidirectional", "lookahead")
+    assert model.stream(scale=2).mode == "lookahead"
+    model.trained_modes = ("bidirectional",)
+    with pytest.raises(ValueError, match=r"mode='unidirectional': these weights were trained for \['bidirectional'\] only"):
+        model.stream(scale=2)
+
+
 def test_stream_refuses_bidirectional_and_bad_frames():
     model = tiny()
     with pytest.raises(ValueError, match="cannot stream"):

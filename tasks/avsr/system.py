@@ -32,6 +32,23 @@ def charbonnier(pred: Tensor, target: Tensor, eps: float) -> Tensor:
     return torch.sqrt((pred - target).square() + eps * eps)
 
 
+def warm_start(model: BasicAVSR, path_or_name: str) -> None:
+    """Load BasicAVSR weights of the same architecture into `model` (its mode and trained modes stay).
+
+    Raises ValueError naming `init_weights` when the checkpoint's architecture differs from the model's.
+    """
+    from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint
+
+    folder = resolve_checkpoint(path_or_name, model.kind)
+    record, state = read_checkpoint(folder)
+    ours = asdict(model.config)
+    differ = sorted(k for k in ours if k != "mode" and k in record and record[k] != ours[k])
+    if differ:
+        details = ", ".join(f"{k}: {record[k]!r} there, {ours[k]!r} here" for k in differ)
+        raise ValueError(f"init_weights={str(path_or_name)!r} has another architecture ({details})")
+    load_state_strict(model, state, str(folder))
+
+
 class AVSRSystem(CosineTraining, L.LightningModule):
     """Trains and validates a BasicAVSR network.
 
@@ -54,6 +71,10 @@ class AVSRSystem(CosineTraining, L.LightningModule):
         spynet_weights: SPyNet weights to start from (a bundled name such as "synthetic", a folder, a
             `train-flow` checkpoint or the published .pth); None keeps the network's own. A resumed run
             takes every weight from its checkpoint instead.
+        init_weights: start from these BasicAVSR weights (a bundled name such as "lite", or a checkpoint
+            folder): a fine-tune, e.g. to train weights of one mode for several. The architecture must be the
+            same (every tensor, every config field but `mode`); loaded before `spynet_weights`. A resumed
+            run takes every weight from its checkpoint instead.
     """
 
     def __init__(
@@ -74,6 +95,7 @@ class AVSRSystem(CosineTraining, L.LightningModule):
         crop_border: int = 4,
         val_figures: bool = True,
         spynet_weights: str | None = None,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, BasicAVSR):
@@ -85,6 +107,8 @@ class AVSRSystem(CosineTraining, L.LightningModule):
         if spynet_freeze_steps < 0 or spynet_lr_mult < 0:
             raise ValueError(f"spynet_freeze_steps={spynet_freeze_steps} and spynet_lr_mult={spynet_lr_mult} must be >= 0")
         self.save_hyperparameters(ignore=["model"])
+        if init_weights is not None:
+            warm_start(model, init_weights)
         if spynet_weights is not None:
             from videoanyup.tasks.flow.weights import load_spynet
 

@@ -19,18 +19,31 @@ from videoanyup.functional.temporal import mirrored_index
 from videoanyup.validation import check_tensor, check_finite
 
 
+STREAM_MODES = ("unidirectional", "lookahead")
+
+
+def default_stream_mode(model) -> str:
+    """The mode a stream runs when none is given: the model's own if it streams, else the first streaming
+    mode its weights were trained for ("unidirectional" for an untrained model or one trained for none)."""
+    trained = STREAM_MODES if model.trained_modes is None else model.trained_modes
+    for mode in (model.config.mode, *STREAM_MODES):
+        if mode in STREAM_MODES and mode in trained:
+            return mode
+    return "unidirectional"  # check_mode then names the modes these weights were trained for
+
+
 class BasicAVSRStream:
     """Frame-by-frame upscaling with a fixed memory footprint.
 
     Args:
         model: a `BasicAVSR`.
         scale / size: as in `BasicAVSR.forward` (exactly one).
-        mode: "unidirectional" or "lookahead" (default: the model's, which must be one of them).
+        mode: "unidirectional" or "lookahead" (default: `default_stream_mode(model)`).
     """
 
     def __init__(self, model, *, scale: float | Sequence[float] | None = None, size: Sequence[int] | None = None, mode: str | None = None) -> None:
-        mode = model.check_mode(mode)
-        if mode not in ("unidirectional", "lookahead"):
+        mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
+        if mode not in STREAM_MODES:
             raise ValueError(f"mode={mode!r} cannot stream: use 'unidirectional' or 'lookahead' (bidirectional needs the whole clip)")
         if (scale is None) == (size is None):
             raise ValueError(f"give exactly one of scale and size, got scale={scale!r}, size={size!r}")

@@ -44,7 +44,7 @@ def state_hash(module: torch.nn.Module | None) -> str | None:
         return None
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)  # (n,): 0-d tensors cannot be viewed as bytes
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]

@@ -37,7 +37,7 @@ from videoanyup.tasks.features.manifest import (
     remove_stale_partials,
     write_settings,
 )
-from videoanyup.tasks.features.sampler import LongestFirstSampler
+from videoanyup.tasks.features.sampler import IDLE, LongestFirstSampler
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class VideoItems(Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict:
+        if i == IDLE:  # a rank with nothing to do (more ranks than videos)
+            return {"index": IDLE}
         entry = self.entries[i]
         return {"index": i, "name": entry.name, "path": str(entry.path), "length": self.lengths[i]}
 
@@ -74,13 +76,13 @@ class VideoProgress(pl.Callback):
     def on_predict_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         from tqdm import tqdm
 
-        total = len(trainer.predict_dataloaders.sampler) if trainer.predict_dataloaders is not None else None
+        total = sum(i != IDLE for i in trainer.predict_dataloaders.sampler)
         self.bar = tqdm(total=total, unit="video", desc=f"rank 0 of {trainer.world_size}", disable=trainer.global_rank != 0)
         self.began, self.frames = time.perf_counter(), 0
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self.frames += (outputs or {}).get("frames", 0) if (outputs or {}).get("status") == "done" else 0
-        self.bar.update(1)
+        self.bar.update(0 if (outputs or {}).get("status") == "idle" else 1)
         self.bar.set_postfix(frames_per_s=f"{self.frames / max(time.perf_counter() - self.began, 1e-9):.2f}")
 
     def on_predict_end(self, trainer, module) -> None:
@@ -125,7 +127,7 @@ class FeatureExtraction(pl.LightningModule):
             (self.out / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
             write_settings(self.out, self.settings, command=self.command)
         self.trainer.strategy.barrier("features-start")
-        share = len(self.trainer.predict_dataloaders.sampler)
+        share = sum(i != IDLE for i in self.trainer.predict_dataloaders.sampler)
         log.info("rank %d/%d on %s: %d videos to do", rank, world, self.device, share)
 
     def on_predict_end(self) -> None:
@@ -154,6 +156,9 @@ class FeatureExtraction(pl.LightningModule):
         from videoanyup.tasks.features.extract import write_video_features
         from videoanyup.tasks.video_io import probe
 
+        if item["index"] == IDLE:
+            log.info("rank %d: no video to do", self.global_rank)
+            return {"status": "idle"}
         began = time.perf_counter()
         videos = self.out / VIDEOS_DIR
         folder, path = videos / item["name"], Path(item["path"])
@@ -259,7 +264,7 @@ def extract_dataset(
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     precision = PRECISIONS[precision]
-    source, out = Path(source), Path(out)
+    source, out = Path(source).absolute(), Path(out)
     data_root = source if source.is_dir() else source.parent
     if source.is_dir() and (out.resolve() == data_root.resolve() or data_root.resolve() in out.resolve().parents):
         raise ValueError(f"-o {str(out)!r} is inside the dataset {str(source)!r}; its folders would become videos")

@@ -4,7 +4,9 @@ Every rank computes the same plan from the same lengths: the videos sorted longe
 position) are dealt one by one to the rank with the fewest frames so far (ties: the lowest rank), the
 classic longest-processing-time schedule. Each rank then walks its own videos longest first. No video is
 repeated or dropped (unlike `DistributedSampler`, which pads to equal counts), so no two ranks ever
-write one video.
+write one video. A rank with no video gets the single index −1 (`IDLE`) instead, so that every rank
+runs the predict loop and its hooks (an empty loader would skip them and leave the others waiting at a
+barrier).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from torch.utils.data import Sampler
+
+IDLE = -1  # the index a rank without videos gets
 
 
 def plan(lengths: Sequence[int], world_size: int) -> list[list[int]]:
@@ -34,12 +38,12 @@ def plan(lengths: Sequence[int], world_size: int) -> list[list[int]]:
 
 
 class LongestFirstSampler(Sampler[int]):
-    """Rank `rank`'s share of `plan(lengths, num_replicas)`, longest video first."""
+    """Rank `rank`'s share of `plan(lengths, num_replicas)`, longest video first (`[IDLE]` if it is empty)."""
 
     def __init__(self, lengths: Sequence[int], *, num_replicas: int, rank: int) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in 0 … {num_replicas - 1}, got {rank}")
-        self.indices = plan(lengths, num_replicas)[rank]
+        self.indices = plan(lengths, num_replicas)[rank] or [IDLE]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)

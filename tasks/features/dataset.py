@@ -68,6 +68,15 @@ def _unique(entries: list[VideoEntry], where: str) -> list[VideoEntry]:
     return entries
 
 
+def dataset_root(source: str | Path) -> Path:
+    """The folder the videos are listed from: `source/JPEGImages` for a DAVIS / YouTube-VOS root, else
+    `source` (a folder) or its parent (a text file)."""
+    path = Path(source)
+    if path.is_dir():
+        return path / "JPEGImages" if (path / "JPEGImages").is_dir() else path
+    return path.parent
+
+
 def list_videos(source: str | Path) -> list[VideoEntry]:
     """The videos of the dataset `source`, in name order (folders) or line order (text files).
 
@@ -92,8 +101,7 @@ def list_videos(source: str | Path) -> list[VideoEntry]:
                 raise ValueError(f"dataset {str(path)!r}: the line {line!r} gives no usable name (a hidden or empty name)")
             entries.append(VideoEntry(name, item))
     elif path.is_dir():
-        if (path / "JPEGImages").is_dir():  # a DAVIS / YouTube-VOS root
-            path = path / "JPEGImages"
+        path = dataset_root(path)
         entries, ignored = [], []
         for item in sorted(path.iterdir()):
             if item.name.startswith("."):

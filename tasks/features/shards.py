@@ -34,16 +34,16 @@ def shard_name(number: int) -> str:
 
 
 @contextlib.contextmanager
-def partial_folder(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def partial_folder(target: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
     """A hidden temporary folder next to `target` that replaces `target` when the block succeeds.
 
     Raises `ValueError` up front when `target` exists and `overwrite` is false, or when `target` is not
     an earlier output of this tool (`output_guard`: a folder holding only what its manifest lists), is
-    the current folder or an ancestor of it; on any error the temporary folder is removed and `target`
-    is left as it was.
+    the current folder or an ancestor of it, or is or holds one of `inputs`; on any error the temporary
+    folder is removed and `target` is left as it was.
     """
     target = Path(target)
-    output_guard.check_location(target)
+    output_guard.check_location(target, inputs)
     output_guard.check_replaceable(target, overwrite)
     tmp = output_guard.temporary_path(target, folder=True)
     try:

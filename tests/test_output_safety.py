@@ -21,7 +21,7 @@ import torch
 from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks import output_guard
 from videoanyup.tasks.cli import main
-from videoanyup.tasks.video_io import VideoError, VideoWriter, probe
+from videoanyup.tasks.video_io import VideoWriter, probe
 
 from conftest import TINY_BASICAVSR as TINY  # noqa: E402
 

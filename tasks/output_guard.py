@@ -23,12 +23,15 @@ Every refusal is an `OutputError`, a `ValueError`, so the command line turns it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
+import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +233,21 @@ def remove_temporary(tmp: Path | None) -> None:
         os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (main thread, POSIX); they are delivered after it."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = mask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)
+
+
 def put_in_place(tmp: Path, target: str | Path) -> None:
     """Rename the finished `tmp` onto `target`, replacing what `check_replaceable` allowed.
 
@@ -246,12 +264,13 @@ def put_in_place(tmp: Path, target: str | Path) -> None:
         return
     check_replaceable(target, True)  # again: the folder may have changed during the run
     aside = target.parent / f".{target.name}.{secrets.token_hex(4)}.old"
-    os.replace(target, aside)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(aside, target)
-        raise
+    with _signals_deferred():  # Ctrl-C / SIGTERM between the two renames would leave no output at `target`
+        os.replace(target, aside)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(aside, target)
+            raise
     for name in (read_manifest(aside) or []) + [MANIFEST]:
         path = aside / name
         if os.path.lexists(path) and not path.is_dir():

@@ -182,7 +182,8 @@ def check_replaceable(target: str | Path, overwrite: bool) -> None:
             why = "it has no videoanyup manifest" if read_manifest(target) is None else "its videoanyup manifest does not list it"
             raise OutputError(
                 f"--overwrite replaces only what videoanyup wrote, and folder {str(target)!r} holds "
-                f"{str(target / foreign[0])!r} ({len(foreign)} such entries; {why}); remove them yourself or choose another output"
+                f"{str(target / foreign[0])!r} ({why}; {len(foreign)} such entr{'y' if len(foreign) == 1 else 'ies'}); "
+                "remove them yourself or choose another output"
             )
         return
     if not is_tagged(target):

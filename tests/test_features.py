@@ -104,7 +104,9 @@ def test_index_describes_the_shards(setup, written):
     assert index["dtype"] == "float16" and index["lr"] == "lr.npy" and index["mode"] == "unidirectional"
     assert index["weights"] == str(setup / "weights")
     assert index["command"].startswith("videoanyup features ") and "--random-backbone" in index["command"]
-    assert sorted(p.name for p in out.iterdir()) == ["features_00000.npy", "features_00001.npy", "index.json", "lr.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".videoanyup-output.json", "features_00000.npy", "features_00001.npy", "index.json", "lr.npy"
+    ]
     assert np.load(out / "features_00001.npy").shape == (3, 384, 42, 70)
     assert not list(setup.glob(".out.*"))  # no partial folder left behind
 

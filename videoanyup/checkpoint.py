@@ -62,9 +62,28 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise ValueError(f"checkpoint folder {str(folder)!r} has no {CONFIG_FILE}")
-    config = json.loads(config_path.read_text())
-    state = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {str(config_path)!r}: it is not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(config_path)!r} must hold a JSON object of config fields, got {type(config).__name__}")
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights_path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for bad headers and data
+        raise ValueError(
+            f"cannot read weights {str(weights_path)!r}: the file is empty, truncated or not a safetensors file ({error})"
+        ) from error
     return config, state
+
+
+def build_from_config(config_path: Path, build):
+    """`build()` (a network from a checkpoint's config), with any error it raises naming `config_path`."""
+    try:
+        return build()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{str(config_path)!r} describes a network that cannot be built: {error}") from error
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

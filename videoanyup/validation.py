@@ -6,7 +6,9 @@ Every public `forward` checks its inputs here first, so a user never meets a dee
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+UNIT_RANGE_TOLERANCE = 1e-3  # float error around [0, 1] that pixel inputs may carry (resampling, fp16 rounding)
 
 
 def check_positive_int(value: object, name: str) -> int:
@@ -29,6 +31,26 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def check_unit_range(x: Tensor, name: str, *, tolerance: float = UNIT_RANGE_TOLERANCE) -> None:
+    """ValueError naming `name` unless every value of `x` is in [0, 1] (± `tolerance` of float error)."""
+    if x.numel() == 0:
+        return
+    low, high = float(x.min()), float(x.max())
+    if low < -tolerance or high > 1 + tolerance:
+        raise ValueError(
+            f"{name} must hold RGB values in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
+            "divide 8-bit frames by 255 and do not normalise them to [-1, 1] or by mean / std"
+        )
+
+
+def compute_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype `module` computes in: that of its first floating-point parameter (float32 if none)."""
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
 def check_video(
     x: object,
     name: str,
@@ -36,12 +58,14 @@ def check_video(
     channels: int | None = 3,
     allow_image: bool = True,
     letters: str = "h, w",
+    unit_range: bool = False,
 ) -> tuple[Tensor, bool]:
     """Check a video `(B, T, C, h, w)` (or, with `allow_image`, an image `(B, C, h, w)` taken as T = 1).
 
     Args:
         channels: the required channel count C, or None for any C ≥ 1.
         letters: how the spatial dims are written in messages ("h, w" or "H, W").
+        unit_range: also require pixel values in [0, 1] (`check_unit_range`).
     Returns:
         The video as `(B, T, C, h, w)` and whether it came as a 4-D image.
     """
@@ -62,4 +86,6 @@ def check_video(
     if c == 0:
         raise ValueError(f"{name} must have at least one channel, got {tuple(x.shape)}")
     check_finite(x, name)
+    if unit_range:
+        check_unit_range(x, name)
     return x, was_image

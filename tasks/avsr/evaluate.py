@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -161,15 +160,16 @@ def format_table(results: dict) -> str:
 
 def write_json(results: dict, path: str | Path) -> None:
     """Write `results` to `path` atomically."""
+    from videoanyup.tasks.output_guard import remove_temporary, temporary_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    tmp = temporary_path(path, folder=False)  # the umask's permissions, not mkstemp's 0600
     try:
-        with os.fdopen(handle, "w") as f:
+        with open(tmp, "w") as f:
             json.dump(results, f, indent=2)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_temporary(tmp)
         raise
 
 

@@ -1,13 +1,17 @@
-"""`videoanyup upscale`: a video file or frame folder in, an upscaled mp4 or PNG folder out.
+"""`videoanyup upscale`: a video file or frame folder in, an upscaled video file or PNG folder out.
 
-The input is checked before anything is written (readable, not empty, one frame size); the weights are
-loaded and the mode checked; then frames stream through the chunked / online upscaler into a writer that
-puts the output in place only when the last frame is done, so a failure leaves no partial output.
+Before any work: the output's location and extension are checked (`output_guard`, `video_io.output_kind`),
+the output frame size is computed from the input's header and refused above `max_pixels`, then the input
+is probed (readable, not empty, one frame size) and the mode checked. Frames then stream through the
+chunked / online upscaler into a writer that puts the output in place only when the last frame is done,
+so a failure leaves no partial output.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -17,16 +21,81 @@ import torch
 from videoanyup.functional.grid import output_size
 from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.inference import upscale_frames
+from videoanyup.tasks import output_guard
 from videoanyup.tasks.samples import resolve_source
-from videoanyup.tasks.video_io import DEFAULT_FPS, VideoError, VideoWriter, iter_frames, probe, to_tensor, to_uint8
+from videoanyup.tasks.video_io import (
+    DEFAULT_FPS,
+    VideoError,
+    VideoWriter,
+    first_frame_size,
+    iter_frames,
+    output_kind,
+    probe,
+    to_tensor,
+    to_uint8,
+)
 
 log = logging.getLogger(__name__)
 
+MAX_PIXELS = 7680 * 4320  # 8K UHD: the default limit on the pixels of one output frame
 
-def resolve_device(device: str) -> torch.device:
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" (CUDA when available, else CPU) or a torch device string; `ValueError` naming --device when
+    the string is not a device or names an accelerator this machine does not have."""
+    if isinstance(device, torch.device):
+        return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N ({error})") from error
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device!r}: no CUDA device is available here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device!r}: this machine has {count} CUDA device(s), cuda:0 … cuda:{count - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device!r}: MPS is not available here; use --device cpu (or auto)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def check_fps(fps: float | None) -> Fraction | None:
+    """`fps` as a Fraction, None kept; `ValueError` naming --fps unless it is a finite number > 0."""
+    if fps is None:
+        return None
+    if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a finite number > 0, got {fps!r}")
+    return Fraction(fps).limit_denominator(100000)
+
+
+def _gigabytes(count: float) -> str:
+    return f"{count / 1e9:.3g} GB"
+
+
+def check_output_size(height: int, width: int, frames: int | None, max_pixels: int, target: Path) -> None:
+    """Refuse an output frame above `max_pixels` pixels, naming its size, its memory and the option."""
+    pixels = height * width
+    per_frame = 3 * 4 * pixels  # one float32 RGB frame
+    if pixels > max_pixels:
+        raise ValueError(
+            f"the output frames would be {height}×{width} = {pixels / 1e6:,.1f} megapixels each "
+            f"({_gigabytes(per_frame)} per frame as float32, {_gigabytes(3 * pixels)} as 8-bit RGB), above the limit "
+            f"--max-pixels {max_pixels:,} (default {MAX_PIXELS:,} = 7680×4320, 8K UHD); pass --max-pixels {pixels} "
+            "or more to allow it"
+        )
+    if frames is not None and output_kind(target) == "folder":  # PNGs: at most raw size, usually less
+        raw = 3 * pixels * frames
+        free = shutil.disk_usage(output_guard.existing_ancestor(target)).free
+        if raw > free:
+            log.warning(
+                "%s: %d PNG frames of %d×%d may need up to %s, and %s is free", target, frames, height, width,
+                _gigabytes(raw), _gigabytes(free),
+            )
 
 
 def upscale(
@@ -48,13 +117,15 @@ def upscale(
     lossless: bool = False,
     pix_fmt: str = "yuv420p",
     overwrite: bool = False,
+    max_pixels: int = MAX_PIXELS,
     progress: bool = True,
 ) -> dict:
     """Upscale `source` into `target`; returns a summary (frames, sizes, fps, seconds).
 
     Args:
-        source: a video file or a folder of PNG / JPEG frames (name order).
-        target: `*.mp4` or a folder (PNG frames).
+        source: a video file or a folder of PNG / JPEG frames (natural name order).
+        target: a video file (`video_io.OUTPUT_FORMATS`: .mp4, .m4v, .mkv, .mov, .avi, .webm, .gif) or a
+            name without an extension for a folder of PNG frames.
         model: the trained network.
         scale / size: `a`, `(a, b)` or `(H, W)` (exactly one).
         mode: propagation mode (None: the model's).
@@ -62,27 +133,36 @@ def upscale(
         tile: side of the HR tiles the network computes at once (None: the config's).
         device: "auto", "cpu", "cuda", ….
         precision: "fp32", "bf16" or "fp16" (CUDA).
-        fps: frame rate of an mp4 output (default: the input's, 25 for frame folders).
-        crf, preset, lossless, pix_fmt: mp4 encoding (see `VideoWriter`).
-        overwrite: replace an existing target.
+        fps: frame rate of a video output (default: the input's, 25 for frame folders).
+        crf, preset, lossless, pix_fmt: video encoding (see `VideoWriter`).
+        overwrite: replace an existing target that an earlier run wrote (see `output_guard`).
+        max_pixels: the most pixels an output frame may have (default 7680×4320).
     """
     import time
 
     from tqdm import tqdm
 
     source, target = resolve_source(source), Path(target)
-    if source.resolve() == target.resolve():
-        raise ValueError(f"source and target are the same path {str(source)!r}")
+    output_kind(target)
+    output_guard.check_location(target, [source])
+    output_guard.check_replaceable(target, overwrite)
+    rate = check_fps(fps)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"--max-pixels must be a positive integer, got {max_pixels!r}")
+    dev = resolve_device(device)
+    first_height, first_width = first_frame_size(source)
+    height, width = output_size(first_height, first_width, scale=scale, size=size)
+    check_output_size(height, width, None, max_pixels, target)
     info = probe(source)
     height, width = output_size(info.height, info.width, scale=scale, size=size)
+    check_output_size(height, width, info.num_frames, max_pixels, target)
     mode = model.check_mode(mode)
     if tile is not None:
         if tile < 8:
             raise ValueError(f"tile={tile} must be >= 8")
         model.upsampler.tile_size = tile
-    dev = resolve_device(device)
     model = model.to(dev).eval()
-    rate = Fraction(fps).limit_denominator(100000) if fps else (info.fps or DEFAULT_FPS)
+    rate = rate or info.fps or DEFAULT_FPS
     frames = (to_tensor(array[None])[0] for array in iter_frames(source))
     start = time.perf_counter()
     with VideoWriter(target, fps=rate, crf=crf, preset=preset, lossless=lossless, pix_fmt=pix_fmt, overwrite=overwrite) as writer:

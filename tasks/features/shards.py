@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from videoanyup.tasks import output_guard
 
 FORMAT = "videoanyup-features/1"
 INDEX_FILE = "index.json"
@@ -34,27 +34,27 @@ def shard_name(number: int) -> str:
 
 
 @contextlib.contextmanager
-def partial_folder(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def partial_folder(target: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
     """A hidden temporary folder next to `target` that replaces `target` when the block succeeds.
 
-    Raises `ValueError` up front when `target` exists and `overwrite` is false; on any error the temporary
+    Raises `ValueError` up front when `target` exists and `overwrite` is false, or when `target` is not
+    an earlier output of this tool (`output_guard`: a folder holding only what its manifest lists), is
+    the current folder or an ancestor of it, or is or holds one of `inputs`; on any error the temporary
     folder is removed and `target` is left as it was.
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise ValueError(f"output {str(target)!r} already exists (pass --overwrite to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    output_guard.check_location(target, inputs)
+    output_guard.check_replaceable(target, overwrite)
+    tmp = output_guard.temporary_path(target, folder=True)
     try:
         yield tmp
         if not (tmp / INDEX_FILE).is_file():
             raise RuntimeError(f"{INDEX_FILE} must be written before the output is put in place")
-        if target.exists():  # overwrite was asked for
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
+        output_guard.write_manifest(tmp)
+        output_guard.put_in_place(tmp, target)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            output_guard.remove_temporary(tmp)
 
 
 def write_index(folder: Path, index: dict) -> None:

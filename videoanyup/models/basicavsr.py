@@ -28,7 +28,7 @@ from videoanyup.layers.hyper_upsampler import HyperUpsampler
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.models.pretrained import ConfiguredNetwork
-from videoanyup.validation import check_video
+from videoanyup.validation import check_video, compute_dtype
 
 MODES = ("bidirectional", "unidirectional", "lookahead")
 
@@ -161,9 +161,10 @@ class BasicAVSR(ConfiguredNetwork):
             mode: "bidirectional", "unidirectional" or "lookahead" (default: the config's).
             region: `(top, bottom, left, right)` of the HR grid to compute (e.g. a training crop).
         Returns:
-            `(B, T, 3, H, W)` (or the region; `(B, 3, …)` for a single frame).
+            `(B, T, 3, H, W)` (or the region; `(B, 3, …)` for a single frame), in the dtype of `lr`.
         """
-        lr, was_image = check_video(lr, "lr")
+        lr, was_image = check_video(lr, "lr", unit_range=True)
+        in_dtype, lr = lr.dtype, lr.to(compute_dtype(self))  # float64 / float16 in: computed in the weights' dtype
         mode = self.check_mode(mode)
         b, t, _, h, w = lr.shape
         hr_size = output_size(h, w, scale=scale, size=size)
@@ -186,7 +187,7 @@ class BasicAVSR(ConfiguredNetwork):
             prev = [state, *prev][:2]
             outputs.append(self.upsampler(state, lr[:, i], hr_size, region))
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
-        return out[:, 0] if was_image else out
+        return (out[:, 0] if was_image else out).to(in_dtype)
 
     def stream(self, *, scale=None, size=None, mode: str | None = None):
         """An online upscaler for "unidirectional" or "lookahead" mode: push frames, get HR frames back."""

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
-from videoanyup.validation import check_tensor, check_finite
+from videoanyup.validation import check_finite, check_tensor, check_unit_range, compute_dtype
 
 
 STREAM_MODES = ("unidirectional", "lookahead")
@@ -67,10 +67,11 @@ class BasicAVSRStream:
         if self.lr_shape is not None and tuple(frame.shape) != self.lr_shape:
             raise ValueError(f"frame must keep the stream's shape {self.lr_shape}, got {tuple(frame.shape)}")
         check_finite(frame, "frame")
+        check_unit_range(frame, "frame")
         if self.lr_shape is None:
-            self.lr_shape = tuple(frame.shape)
+            self.lr_shape, self.out_dtype = tuple(frame.shape), frame.dtype
             self.hr_size = output_size(*frame.shape[-2:], scale=self.scale, size=self.size)
-        return frame
+        return frame.to(compute_dtype(self.model))  # float64 / float16 in: computed in the weights' dtype
 
     @torch.no_grad()
     def push(self, frame: Tensor) -> list[Tensor]:
@@ -124,7 +125,7 @@ class BasicAVSRStream:
         self.prev_states = [state, *self.prev_states][:2]
         self.prev_frame = frame
         self.emitted += 1
-        return model.upsampler(state, frame, self.hr_size)
+        return model.upsampler(state, frame, self.hr_size).to(self.out_dtype)
 
     def state_numel(self) -> int:
         """Number of tensor elements the stream holds (constant once the window is full)."""

@@ -12,7 +12,14 @@ from typing import Any, ClassVar, Sequence
 
 from torch import nn
 
-from videoanyup.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from videoanyup.checkpoint import (
+    CONFIG_FILE,
+    build_from_config,
+    load_state_strict,
+    read_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
 
 class ConfiguredNetwork(nn.Module):
@@ -59,7 +66,7 @@ class ConfiguredNetwork(nn.Module):
         unknown = sorted(set(record) - known)
         if unknown:
             raise ValueError(f"{folder}/config.json has fields {cls.config_class.__name__} does not know: {unknown}")
-        model = cls(cls.config_class(**record), trained_modes=trained_modes)
+        model = build_from_config(folder / CONFIG_FILE, lambda: cls(cls.config_class(**record), trained_modes=trained_modes))
         load_state_strict(model, state, str(folder))
         return model
 

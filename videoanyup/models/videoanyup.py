@@ -145,7 +145,7 @@ class VideoAnyUp(ConfiguredNetwork):
     def check_inputs(feats: Tensor, video: Tensor) -> tuple[Tensor, Tensor, bool]:
         """Checked `(B, T, C, h, w)` features and `(B, T, 3, H0, W0)` video, and whether they were images."""
         feats, feats_image = check_video(feats, "feats", channels=None, letters="h, w")
-        video, video_image = check_video(video, "video", channels=3, letters="H, W")
+        video, video_image = check_video(video, "video", channels=3, letters="H, W", unit_range=True)
         if feats.shape[:2] != video.shape[:2]:
             raise ValueError(
                 f"feats (B, T, C, h, w) = {tuple(feats.shape)} and video (B, T, 3, H, W) = {tuple(video.shape)} "

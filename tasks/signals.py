@@ -1,0 +1,43 @@
+"""SIGTERM handled like Ctrl-C: the running command unwinds, so writers remove their temporary outputs.
+
+Python turns SIGINT into `KeyboardInterrupt`, which unwinds every `with` block (the writers of
+`video_io` and `output_guard` delete their hidden temporary output there). SIGTERM, the signal of
+`kill`, `timeout` and job schedulers, would end the process on the spot and leave those files behind.
+`terminate_like_interrupt()` makes SIGTERM raise `Terminated` instead, so both unwind the same way; the
+command line then prints one line and exits with the shell's status for the signal (130 or 143).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (a `BaseException`, like
+    `KeyboardInterrupt`, so `except Exception` blocks do not swallow it)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread; the old handler is restored after.
+
+    Outside the main thread (where Python cannot install handlers) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -119,15 +119,13 @@ def dense_reference(attention: WindowAttention, guidance, key_feats, values, nei
                     keys.append(k_own[m, yy, xx] if inside else torch.zeros(heads, dim))
                     vals.append(values[m, :, yy, xx] if inside else torch.zeros(c))
                     bias.append(prior[o, :, y, x] if inside else torch.full((heads,), float("-inf")))
-                for d in range(neighbours.frame.shape[1]):
-                    for cell in range(neighbours.cells.shape[0]):
-                        pos = neighbours.centre[m, d, :, i, j] + neighbours.cells[cell]  # (x, y)
-                        outside = not (-0.5 <= pos[0] <= w - 0.5 and -0.5 <= pos[1] <= h - 0.5)
-                        kf, vf = neighbours.key_frame[m, d], neighbours.frame[m, d]
-                        keys.append(gather_bilinear(k_other, kf, pos, (h, w)).view(heads, dim))
-                        vals.append(gather_bilinear(v_other, vf, pos, (h, w)))
-                        b = neighbours.bias[m, d, :, cell]
-                        bias.append(torch.full_like(b, float("-inf")) if outside else b)
+                pos = neighbours.centre[m, :, :, i, j][:, None, :] + neighbours.cells  # (D, K, 2), (x, y)
+                outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
+                kf, vf = neighbours.key_frame[m][:, None], neighbours.frame[m][:, None]  # (D, 1)
+                keys += list(gather_bilinear(k_other, kf, pos, (h, w)).view(-1, heads, dim))  # D·K of (heads, d)
+                vals += list(gather_bilinear(v_other, vf, pos, (h, w)).view(-1, c))
+                b = neighbours.bias[m].permute(0, 2, 1).masked_fill(outside[..., None], float("-inf"))  # (D, K, heads)
+                bias += list(b.reshape(-1, heads))
                 keys, vals, bias = torch.stack(keys), torch.stack(vals), torch.stack(bias)  # (L, heads, ·)
                 logits = torch.einsum("ed,led->el", q[m, y, x], keys) / dim**0.5 + bias.T  # (heads, L)
                 weights = logits.softmax(dim=-1).mean(dim=0)  # (L,)
@@ -242,3 +240,14 @@ def test_bundled_weights_give_the_output_they_gave_before(mode):
     got = (out.sum().item(), out.abs().sum().item(), (out * ramp).sum().item())
     for value, expected in zip(got, BUNDLED_REFERENCE[mode]):
         assert value == pytest.approx(expected, rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "lookahead"])
+def test_gradients_reach_the_temporal_parts(mode):
+    torch.manual_seed(0)
+    model = VideoAnyUp.from_config("tiny", temporal_window=3).train()
+    feats, video = clip(t=4)
+    model(feats, video, mode=mode, chunk_frames=3).square().mean().backward()
+    for part in ("temporal.delta_bias", "temporal.offset.2.weight", "key_net.head.weight"):
+        grad = model.get_parameter(part).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, part

@@ -71,18 +71,26 @@ def run(args: argparse.Namespace) -> dict:
             frames = seq.frames  # (T, 3, H, W)
             t = min(args.frame, frames.shape[0] - 1)
             size = tuple(frames.shape[-2:])
-            reference = reference_features(backbone, frames)[t : t + 1]  # (1, C, 2h, 2w), the clean target
+            reference = reference_features(backbone, frames[t : t + 1])  # (1, C, 2h, 2w), the clean target
             box = box_of(size, args.box)
             mask = inside_cells(box, size, tuple(reference.shape[-2:]))
+            with torch.inference_mode():
+                clean_feats = backbone.extract(frames[None])[0].float()  # (T, C, h, w)
             for kind in ("clean", "blur", "box"):
-                clip = frames if kind == "clean" else degrade(frames, t, kind, args.sigma, box)
-                with torch.inference_mode():
-                    feats = backbone.extract(clip[None])[0].float()  # (T, C, h, w)
+                clip, feats = frames, clean_feats
+                if kind != "clean":  # the backbone sees each frame on its own: only frame t's features change
+                    clip = degrade(frames, t, kind, args.sigma, box)
+                    feats = clean_feats.clone()
+                    with torch.inference_mode():
+                        feats[t] = backbone.extract(clip[None, t : t + 1])[0, 0].float()
                 for method in METHODS:
                     if method == "bilinear":
                         out = F.interpolate(feats[t : t + 1], size=size, mode="bilinear", align_corners=False)
                     elif method not in trained:
                         continue
+                    elif method == "perframe":  # frame t alone
+                        with torch.inference_mode():
+                            out = model(feats[None, t : t + 1], clip[None, t : t + 1], mode=method)[0]
                     else:
                         with torch.inference_mode():
                             out = model(feats[None], clip[None], mode=method)[0, t : t + 1]

@@ -88,8 +88,7 @@ class VideoAnyUpStream:
         self.frames: dict[int, _Frame] = {}
         self.pushed = 0  # frames pushed so far
         self.emitted = 0  # outputs returned so far
-        self.prev_states: list[Tensor] = []  # [s_{t−1}, s_{t−2}]
-        self.prev_flows: list[Tensor] = []  # [f_{t−1→t−2}] on the LR grid
+        self.loop = model.propagation.recurrence(perframe=mode == "perframe")  # the batch model's forward loop
         self.last_output: Tensor | None = None
         self.last_guidance: Tensor | None = None
         self._steps: dict[tuple[int, int], Tensor] = {}
@@ -156,21 +155,17 @@ class VideoAnyUpStream:
     def _emit(self, t: int, length: int | None) -> Tensor:
         """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
         model, record = self.model, self.frames[t]
-        context, flows_prev, grid_flow, to_prev = None, [], None, None
+        context, grid_flow, to_prev = None, None, None
         if self.mode != "perframe":
             if t > 0:
                 grid_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
                 to_prev = resize_flow(grid_flow, tuple(self.lr_shape[-2:]))  # (B, 2, h, w), f_{t→t−1}
-                flows_prev = [to_prev, *self.prev_flows][: len(self.prev_states)]
             if self.mode == "lookahead":
                 index = [mirrored_index(i, length) if length is not None else i for i in range(t, t + self.k + 1)]
                 futures = [self.frames[i].code for i in index[1:]]
                 steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
                 context = model.propagation.lookahead_context(record.code, futures, steps)
-        state = model.propagation.forward_step(record.code, context, self.prev_states, flows_prev)
-        if self.mode != "perframe":
-            self.prev_states = [state, *self.prev_states][:2]
-            self.prev_flows = flows_prev[:1]
+        state = self.loop.step(record.code, context, to_prev)
         keys = model.keys(record.pooled, record.descriptor, state)
         record.keys = keys
         record.to_prev = to_prev

@@ -41,6 +41,11 @@ from videoanyup.validation import check_positive_int, check_video
 KIND = "videoanyup"
 
 
+def fold(x: Tensor) -> Tensor:
+    """`(B, T, ·, h, w)` → `(B·T, ·, h, w)`."""
+    return rearrange(x, "b t c h w -> (b t) c h w")
+
+
 @dataclass(frozen=True)
 class VideoAnyUpConfig:
     """Architecture of a VideoAnyUp network (the fields of `config.json`)."""
@@ -340,9 +345,6 @@ class VideoAnyUp(ConfiguredNetwork):
         b, t, c, h, w = feats.shape
         video_size = (int(video.shape[-2]), int(video.shape[-1]))
 
-        def fold(x: Tensor) -> Tensor:
-            return rearrange(x, "b t c h w -> (b t) c h w")
-
         def unfold(x: Tensor) -> Tensor:
             return rearrange(x, "(b t) c h w -> b t c h w", b=b)
 
@@ -470,16 +472,12 @@ class VideoAnyUp(ConfiguredNetwork):
             future = torch.tensor([d > 0 for d in deltas], device=codes.device)
             key_frame = torch.where(future[None, :], frame + t, frame)
             alone = self.propagation(codes, mode="perframe")  # (B, T, S, h, w), the state of frame s alone
-            fold = lambda x: rearrange(x, "b t c h w -> (b t) c h w")  # noqa: E731
-            table = torch.cat([keys, rearrange(self.keys(fold(pooled), fold(descriptor), fold(alone)),
-                                               "(b t) c h w -> b t c h w", b=b)], dim=1)
+            alone_keys = self.keys(fold(pooled), fold(descriptor), fold(alone))  # (B·T, Ck, h, w)
+            table = torch.cat([keys, rearrange(alone_keys, "(b t) c h w -> b t c h w", b=b)], dim=1)  # (B, 2T, Ck, h, w)
         centres = []
         for d, (delta, flow) in enumerate(zip(deltas, self.neighbour_flows(deltas, flows["to_prev"], to_next))):
-            other = codes[:, frame[:, d]]  # (B, T, S, h, w)
-            centre = self.temporal.centre(
-                rearrange(codes, "b t c h w -> (b t) c h w"), rearrange(other, "b t c h w -> (b t) c h w"),
-                rearrange(flow, "b t c h w -> (b t) c h w"), delta,
-            )
+            other = codes[:, frame[:, d]]  # (B, T, S, h, w), the code of frame t + Δ
+            centre = self.temporal.centre(fold(codes), fold(other), fold(flow), delta)  # (B·T, 2, h, w)
             centres.append(rearrange(centre, "(b t) c h w -> b t c h w", b=b))
         return table, frame, key_frame, torch.stack(centres, dim=2), present
 

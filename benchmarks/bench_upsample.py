@@ -8,6 +8,12 @@ table and writes JSON.
     python benchmarks/bench_upsample.py                 # the cases of the issue
     python benchmarks/bench_upsample.py --quick         # a smoke run
     python benchmarks/bench_upsample.py --json out.json --cases 32:448:1 73:1022:1
+    python benchmarks/bench_upsample.py --config temporal --temporal-targets   # the targets of issue 16
+
+`--temporal-targets` runs the cases of the spatio-temporal attention's targets: 32²×C → 448², T = 8, in
+`perframe` and in `bidirectional` mode (time per frame, ratio ≤ 2×); 73² → 1022², T = 1 (peak ≤ 4 GiB); and a
+unidirectional stream of 32² → 448² frames at T = 10 and T = 50 (peak within 10 %: memory flat in T). The
+stream cases make each frame's input inside the loop and drop each output, so the input clip does not count.
 """
 
 from __future__ import annotations
@@ -42,7 +48,22 @@ def run_case(case: dict) -> dict:
     g, o, t, c = case["grid"], case["output"], case["frames"], case["channels"]
     feats, video = torch.randn(1, t, c, g, g), torch.rand(1, t, 3, o, o)
     times, cpu = [], []
-    if case["method"] == "bilinear":
+    if case["method"] == "stream":
+        from videoanyup.models.videoanyup import VideoAnyUp
+
+        model = VideoAnyUp.from_config(case["config"]).eval()
+
+        def run():
+            stream = model.stream(mode=case["mode"])
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(t):
+                frame_feats = torch.randn(1, c, g, g, generator=generator)
+                frame = torch.rand(1, 3, o, o, generator=generator)
+                for out in stream.push(frame_feats, frame):
+                    del out
+            stream.flush()
+
+    elif case["method"] == "bilinear":
         run = lambda: F.interpolate(feats[0], size=(o, o), mode="bilinear", align_corners=False)  # noqa: E731
     else:
         from videoanyup.api import upsample
@@ -70,24 +91,41 @@ def run_case(case: dict) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    head = f"{'method':10} {'grid':>5} {'output':>6} {'T':>2} {'s/frame':>8} {'cpu s/fr':>8} {'peak GiB':>8} {'load':>5}"
+    head = (f"{'method':10} {'mode':>14} {'grid':>5} {'output':>6} {'T':>2} {'s/frame':>8} {'cpu s/fr':>8} "
+            f"{'peak GiB':>8} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
         size = f"{r['grid']}²", f"{r['output']}²"
+        mode = "" if r["method"] == "bilinear" else r.get("mode", "")
         if "error" in r:
-            lines.append(f"{r['method']:10} {size[0]:>5} {size[1]:>6} {r['frames']:>2} error: {r['error']}")
+            lines.append(f"{r['method']:10} {mode:>14} {size[0]:>5} {size[1]:>6} {r['frames']:>2} error: {r['error']}")
             continue
         lines.append(
-            f"{r['method']:10} {size[0]:>5} {size[1]:>6} {r['frames']:>2} {r['seconds_per_frame']:8.3f} "
+            f"{r['method']:10} {mode:>14} {size[0]:>5} {size[1]:>6} {r['frames']:>2} {r['seconds_per_frame']:8.3f} "
             f"{r['cpu_seconds_per_thread'] / r['frames']:8.3f} {r['peak_gib']:8.2f} {r['load']:5.1f}"
         )
     return "\n".join(lines)
 
 
 def checks(results: list[dict]) -> list[str]:
-    """The targets of the issue, where the cases ran."""
+    """The targets of the issues, where the cases ran."""
     found = {(r["method"], r["grid"], r["output"], r["frames"]): r for r in results if "error" not in r}
+    by_mode = {(r["method"], r.get("mode"), r["grid"], r["output"], r["frames"]): r for r in results if "error" not in r}
     lines = []
+    per, bi = by_mode.get(("videoanyup", "perframe", 32, 448, 8)), by_mode.get(("videoanyup", "bidirectional", 32, 448, 8))
+    if per and bi:
+        ratio = bi["cpu_seconds_per_thread"] / per["cpu_seconds_per_thread"]
+        lines.append(
+            f"32²→448², T = 8: bidirectional / perframe CPU time per frame {ratio:.2f}× (target ≤ 2×): "
+            f"{'ok' if ratio <= 2 else 'MISSED'}"
+        )
+    short, long = found.get(("stream", 32, 448, 10)), found.get(("stream", 32, 448, 50))
+    if short and long:
+        growth = long["peak_gib"] / short["peak_gib"] - 1
+        lines.append(
+            f"stream peak T = 50 vs T = 10: {long['peak_gib']:.2f} / {short['peak_gib']:.2f} GiB, {100 * growth:+.1f} % "
+            f"(target within 10 %): {'ok' if abs(growth) <= 0.10 else 'MISSED'}"
+        )
     big = found.get(("videoanyup", 73, 1022, 1))
     if big:
         ok = big["peak_gib"] <= 4 and big["seconds"] <= 30
@@ -121,6 +159,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="runs per case (the fastest is reported)")
     parser.add_argument("--no-bilinear", action="store_true")
+    parser.add_argument("--temporal-targets", action="store_true", help="the cases of issue 16 (module docstring)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     if args.case:
@@ -133,6 +172,18 @@ def main() -> None:
     else:
         triples = default_cases()
     results = []
+    if args.temporal_targets:
+        plan = [("videoanyup", "perframe", 32, 448, 8), ("videoanyup", "bidirectional", 32, 448, 8),
+                ("videoanyup", args.mode, 73, 1022, 1), ("stream", "unidirectional", 32, 448, 10),
+                ("stream", "unidirectional", 32, 448, 50)]
+        triples = []
+        for method, mode, grid, output, frames in plan:
+            case = dict(
+                method=method, grid=grid, output=output, frames=frames, channels=args.channels, config=args.config,
+                mode=mode, threads=args.threads, repeat=1 if output * output * frames > 2_000_000 else args.repeat,
+            )
+            results.append(spawn(__file__, case))
+            print(table(results[-1:]).splitlines()[-1], flush=True)
     for grid, output, frames in triples:
         methods = ["videoanyup"] + ([] if args.no_bilinear else ["bilinear"])
         for method in methods:

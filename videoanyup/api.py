@@ -87,9 +87,10 @@ def upsample_stream(
     model: VideoAnyUp | None = None,
     size: Sequence[int] | None = None,
     scale: float | Sequence[float] | None = None,
-    mode: str = "unidirectional",
+    mode: str | None = None,
     query_tile: int | None = None,
 ):
     """An online upsampler: `push(feats_t (B, C, h, w), frame_t (B, 3, H, W))` returns the outputs that are
-    ready, `flush()` the rest (see `videoanyup.models.videoanyup_stream`)."""
+    ready, `flush()` the rest (see `videoanyup.models.videoanyup_stream`). Default mode: the model's if it
+    is causal, else the first causal mode its weights were trained for."""
     return _check_model(model).stream(size=size, scale=scale, mode=mode, query_tile=query_tile)

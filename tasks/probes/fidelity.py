@@ -20,8 +20,12 @@ def reference_features(backbone, frames: Tensor) -> Tensor:
         return backbone.extract(big[None])[0].float()
 
 
+def cosine_map(upsampled: Tensor, reference: Tensor) -> Tensor:
+    """`(T, 2h, 2w)` cosine of `(T, C, H', W')` area-pooled to the grid of `reference` `(T, C, 2h, 2w)`."""
+    pooled = F.interpolate(upsampled.float(), size=tuple(reference.shape[-2:]), mode="area")  # (T, C, 2h, 2w)
+    return F.cosine_similarity(pooled, reference.float(), dim=1, eps=1e-8)
+
+
 def fidelity(upsampled: Tensor, reference: Tensor) -> list[float]:
     """Per frame: mean cosine of `(T, C, H', W')` area-pooled to the grid of `reference` `(T, C, 2h, 2w)`."""
-    pooled = F.interpolate(upsampled.float(), size=tuple(reference.shape[-2:]), mode="area")  # (T, C, 2h, 2w)
-    cosine = F.cosine_similarity(pooled, reference.float(), dim=1, eps=1e-8)  # (T, 2h, 2w)
-    return [float(c.mean()) for c in cosine]
+    return [float(c.mean()) for c in cosine_map(upsampled, reference)]

@@ -12,6 +12,10 @@ g, a zoom z and a propagation mode, so a resumed run repeats the same draws:
   on non-occluded pixels. That flow comes from a frozen SPyNet (`spynet_weights`, by default the bundled
   "synthetic" one) run without gradient on the guidance frames at their full S × S resolution, then
   resized to the output grid; occlusions by the forward–backward check (`losses.non_occluded`).
+  With `degrade_probability` > 0, such a step degrades one frame of each clip (blur, noise or a grey box,
+  `degrade.py`) in the backbone's input and the guidance alike; the crop target, the self-consistency
+  reference and the loss's flows stay the clean frame's, so the network learns to take from the
+  neighbouring frames what the degraded one lacks.
 
 The backbones are frozen, built lazily with `build_backbone` (random ones from a fixed seed per name, so
 every process and every resumed run has the same weights) and kept out of the checkpoint; so is the loss's
@@ -42,6 +46,7 @@ from videoanyup.models.videoanyup import VideoAnyUp
 from videoanyup.tasks.avsr.sampling import seeded_generator
 from videoanyup.tasks.training import CosineTraining
 from videoanyup.tasks.upsampler.augment import photometric_jitter
+from videoanyup.tasks.upsampler.degrade import KINDS, degrade_clips, draw_degradation
 from videoanyup.tasks.upsampler.losses import (
     consistency_loss,
     feature_loss,
@@ -133,6 +138,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             the temporal blend to trained weights: every tensor of the checkpoint must exist in the model with
             its shape; model tensors the checkpoint lacks keep their initialisation (they are listed in the log).
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
+        degrade_probability: chance that a clip step degrades one frame of each clip (0: never).
+        degradations: the kinds to draw from ("blur", "noise", "box").
         seed: seed of the per-step draws.
     """
 
@@ -162,6 +169,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         grad_clip_norm: float | None = None,
         seed: int = 0,
         init_weights: str | None = None,
+        degrade_probability: float = 0.0,
+        degradations: Sequence[str] = KINDS,
     ) -> None:
         super().__init__()
         if not isinstance(model, VideoAnyUp):
@@ -172,6 +181,11 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             raise ValueError(f"grids={list(grids)} and zooms={list(zooms)} must be non-empty lists of positive integers")
         if not supersample or min(supersample) < 1:
             raise ValueError(f"supersample must be a non-empty list of positive integers, got {list(supersample)}")
+        if not 0.0 <= degrade_probability <= 1.0:
+            raise ValueError(f"degrade_probability must be in [0, 1], got {degrade_probability}")
+        bad = [k for k in degradations if k not in KINDS]
+        if not degradations or bad:
+            raise ValueError(f"degradations must be a non-empty subset of {list(KINDS)}, got {list(degradations)}")
         modes = list(modes) if modes else [model.config.mode]
         unknown = [m for m in modes if m not in MODES]
         if unknown:
@@ -248,17 +262,27 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             return F.avg_pool2d(x, k) if k > 1 else x
 
         backbone = self.backbone(draws["backbone"])
+        clean = frames
+        degradation = self.degradation(frames, draws)
+        if degradation is not None:  # the backbone's input and the guidance alike
+            frames = degrade_clips(frames, degradation, draws["generator"])
         images = rearrange(frames, "b t c h w -> (b t) c h w")  # (B·T, 3, S, S)
+        clean_images = rearrange(clean, "b t c h w -> (b t) c h w")
         with torch.no_grad(), self.autocast():
             lr = lr_features(backbone, images, grid).float()  # (B·T, C, g, g)
-            target = crop_targets(backbone, images, draws["windows"], grid=grid, zoom=zoom).float()  # (B·T, C, g, g)
+            target = crop_targets(backbone, clean_images, draws["windows"], grid=grid, zoom=zoom).float()  # (B·T, C, g, g)
+            lr_clean = lr
+            if degradation is not None:  # the self-consistency reference is the clean frame's
+                index = torch.arange(b, device=lr.device) * t + degradation.frames.to(lr.device)  # (B,)
+                lr_clean = lr.clone()
+                lr_clean[index] = lr_features(backbone, clean_images[index], grid).float()
         with self.autocast():
             out = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), frames, size=predicted, mode=mode)
         flat = pooled(rearrange(out, "b t c h w -> (b t) c h w").float())  # (B·T, C, H, W) on the loss grid
         out = rearrange(flat, "(b t) c h w -> b t c h w", b=b)
         terms = {
             "crop": feature_loss(take_windows(flat, draws["windows"], grid), target),
-            "self_consistency": self_consistency_loss(flat, lr),
+            "self_consistency": self_consistency_loss(flat, lr_clean),
         }
         if t == 1 and hp.consistency_weight:
             jittered = photometric_jitter(images, draws["generator"], strength=hp.jitter).view_as(frames)
@@ -266,9 +290,18 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
                 out_jittered = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), jittered, size=predicted, mode=mode)
             terms["consistency"] = consistency_loss(pooled(rearrange(out_jittered, "b t c h w -> (b t) c h w").float()), flat)
         if t > 1 and hp.temporal_weight:
-            flows, visible = self.clip_flows(frames, size)
+            flows, visible = self.clip_flows(clean, size)
             terms["temporal"] = temporal_loss(out, flows, visible)
         return terms
+
+    def degradation(self, frames: Tensor, draws: dict[str, Any]):
+        """This clip step's `degrade.Degradation` (None for images, or when the draw says no)."""
+        b, t = frames.shape[:2]
+        p = self.hparams.get("degrade_probability", 0.0)
+        if t == 1 or not p or float(torch.rand((), generator=draws["generator"])) >= p:
+            return None
+        kinds = tuple(self.hparams.get("degradations", KINDS))
+        return draw_degradation(draws["generator"], b, t, tuple(frames.shape[-2:]), kinds=kinds)
 
     @torch.no_grad()
     def clip_flows(self, frames: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:

@@ -11,6 +11,11 @@ whose state is aligned to the current frame with `SecondOrderMotionCompensation`
 - `perframe`: the forward branch's first step on every frame (no previous state, no context): the state
   at t depends on frame t only.
 
+One implementation serves both networks and their streams: `ForwardRecurrence` is the forward branch's
+loop (it holds s_{t−1}, s_{t−2} and f_{t−1→t−2} and takes one frame per `step`), used by
+`FeaturePropagation.forward`, `BasicAVSR.forward` and both streams; `lookahead_contexts` builds the look-ahead
+contexts of a whole clip for both networks.
+
 The frame codes are made from normalised features and the guidance only (the agnostic descriptor and the
 pooled guidance features), so the state — and the attention weights it feeds — does not change when the
 features are scaled, and is the same for every permutation of their channels.
@@ -27,6 +32,46 @@ from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualStack
 
 MODES = ("bidirectional", "unidirectional", "lookahead", "perframe")
+
+
+class ForwardRecurrence:
+    """The forward branch's loop, one frame at a time (batch or stream alike).
+
+    Holds the states of t−1 and t−2 and the flow f_{t−1→t−2}; `step` aligns them to frame t (second-order
+    motion compensation) and returns the new state. Memory: two states and one flow, whatever T.
+
+    Args:
+        propagation: the `FeaturePropagation` whose forward branch runs.
+        perframe: every step starts afresh (no previous state): the state of t depends on frame t only.
+    """
+
+    def __init__(self, propagation: "FeaturePropagation", *, perframe: bool = False) -> None:
+        self.propagation, self.perframe = propagation, perframe
+        self.states: list[Tensor] = []  # [s_{t−1}, s_{t−2}]
+        self.flow: Tensor | None = None  # f_{t−1→t−2}
+
+    @property
+    def started(self) -> bool:
+        """Whether a previous state exists (so the next step needs the flow t→t−1)."""
+        return bool(self.states)
+
+    def step(self, code: Tensor, context: Tensor | None, flow_to_prev: Tensor | None) -> Tensor:
+        """Args:
+            code: `(B, S, h, w)` code (or features) of frame t.
+            context: `(B, S, h, w)` backward state or look-ahead context of t, or None (zeros).
+            flow_to_prev: `(B, 2, h, w)` f_{t→t−1}; needed once `started`, ignored before.
+        Returns:
+            `(B, S, h, w)` the state of frame t.
+        """
+        if self.perframe:
+            return self.propagation.forward_step(code, context, [], [])
+        if self.states and flow_to_prev is None:
+            raise ValueError("flow_to_prev (B, 2, h, w) is needed once the recurrence has a previous state")
+        flows = [flow_to_prev, self.flow][: len(self.states)]
+        state = self.propagation.forward_step(code, context, self.states, flows)
+        self.flow = flow_to_prev if self.states else None
+        self.states = [state, *self.states][:2]
+        return state
 
 
 class FeaturePropagation(nn.Module):
@@ -129,6 +174,27 @@ class FeaturePropagation(nn.Module):
             warped.append(flow_warp(future, flow))
         return self.lookahead_fuse(torch.cat([code, *warped], dim=1))
 
+    def recurrence(self, *, perframe: bool = False) -> ForwardRecurrence:
+        """A fresh forward-branch loop (see `ForwardRecurrence`)."""
+        return ForwardRecurrence(self, perframe=perframe)
+
+    def lookahead_contexts(self, codes: Tensor, steps: Tensor) -> Tensor:
+        """Look-ahead contexts of a clip: codes `(B, T, S, h, w)` and the flows between consecutive
+        mirrored-padded frames `(B, T+k−1, 2, h, w)` → `(B, T, S, h, w)`."""
+        t, k = codes.shape[1], self.lookahead
+        padded = [mirrored_index(i, t) for i in range(t + k)]
+        return torch.stack(
+            [
+                self.lookahead_context(
+                    codes[:, i],
+                    [codes[:, padded[i + j]] for j in range(1, k + 1)],
+                    [steps[:, i + j - 1] for j in range(1, k + 1)],
+                )
+                for i in range(t)
+            ],
+            dim=1,
+        )
+
     def forward(
         self,
         codes: Tensor,
@@ -153,29 +219,15 @@ class FeaturePropagation(nn.Module):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         t = codes.shape[1]
-        if mode == "perframe":
-            return torch.stack([self.forward_step(codes[:, i], None, [], []) for i in range(t)], dim=1)
         if mode == "bidirectional":
             context = self.backward_states(codes, flows_to_next)
         elif mode == "lookahead":
-            padded = [mirrored_index(i, t) for i in range(t + self.lookahead)]
-            context = torch.stack(
-                [
-                    self.lookahead_context(
-                        codes[:, i],
-                        [codes[:, padded[i + j]] for j in range(1, self.lookahead + 1)],
-                        [lookahead_steps[:, i + j - 1] for j in range(1, self.lookahead + 1)],
-                    )
-                    for i in range(t)
-                ],
-                dim=1,
-            )
+            context = self.lookahead_contexts(codes, lookahead_steps)
         else:
             context = None
-        states, prev = [], []
+        loop = self.recurrence(perframe=mode == "perframe")
+        states = []
         for i in range(t):
-            flows = [flows_to_prev[:, j - 1] for j in (i, i - 1) if j >= 1][: len(prev)]
-            state = self.forward_step(codes[:, i], None if context is None else context[:, i], prev, flows)
-            prev = [state, *prev][:2]
-            states.append(state)
+            flow = flows_to_prev[:, i - 1] if loop.started else None  # f_{i→i−1}
+            states.append(loop.step(codes[:, i], None if context is None else context[:, i], flow))
         return torch.stack(states, dim=1)

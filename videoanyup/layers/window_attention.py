@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities, check_backend
 from videoanyup.layers.hyper_kernel import HyperKernel
+from videoanyup.layers.temporal_candidates import NeighbourCandidates, gather_bilinear, outside_extent
 
 DEFAULT_QUERY_TILE = 1 << 14
 PRIOR_CLASS_LIMIT = 1 << 24
@@ -210,6 +211,7 @@ class WindowAttention(nn.Module):
         query_tile: int | None = None,
         out: Tensor | None = None,
         plan: "WindowPlan | None" = None,
+        neighbours: NeighbourCandidates | None = None,
     ) -> Tensor:
         """Upsample `values` to the guidance's grid.
 
@@ -220,8 +222,11 @@ class WindowAttention(nn.Module):
             query_tile: the most HR queries processed at once (memory bound; result does not depend on it).
             out: optional `(N, C, H, W)` tensor to write into (e.g. a slice of a larger output).
             plan: `self.plan(...)` for this grid, to reuse across calls (made here when None).
+            neighbours: candidates from neighbouring frames (`TemporalCandidates`); their values must have
+                the channels of `values`. One softmax spans the own window and every neighbour window.
         Returns:
-            `(N, C, H, W)`: at each HR pixel a convex combination of the values in its window.
+            `(N, C, H, W)`: at each HR pixel a convex combination of the values in its window (and in its
+            neighbour windows).
         """
         n, c, h, w = values.shape
         hr_size = (int(guidance.shape[-2]), int(guidance.shape[-1]))
@@ -240,6 +245,19 @@ class WindowAttention(nn.Module):
             [rearrange(keys, "n e h w -> n (h w) e"), keys.new_zeros(n, 1, keys.shape[1])], dim=1
         )  # (N, h·w + 1, heads·d), the last row stands for cells outside the frame
         values_flat = torch.cat([rearrange(values, "n c h w -> n (h w) c"), values.new_zeros(n, 1, c)], dim=1)
+        tables = None
+        if neighbours is not None:
+            if neighbours.values.shape[1:] != values.shape[1:] or neighbours.frame.shape[0] != n:
+                raise ValueError(
+                    f"neighbours: values {tuple(neighbours.values.shape)} must be (Nc, C, h, w) like values "
+                    f"{tuple(values.shape)}, and frame {tuple(neighbours.frame.shape)} must be (N = {n}, D)"
+                )
+            other_keys = self.key(neighbours.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
+            tables = (
+                rearrange(other_keys, "n e h w -> (n h w) e"),  # (Nc·h·w, heads·d)
+                rearrange(neighbours.values, "n c h w -> (n h w) c"),  # (Nc·h·w, C)
+                neighbours,
+            )
 
         per_cell = plan.rows.longest * plan.cols.longest
         cells = max(1, tile // (per_cell * n))
@@ -247,7 +265,9 @@ class WindowAttention(nn.Module):
         for i0 in range(0, h, block_rows):
             i1 = min(h, i0 + block_rows)
             for j0 in range(0, w, block_cols):
-                self._block(guidance, keys_flat, values_flat, plan, (i0, i1, j0, min(w, j0 + block_cols)), out)
+                self._block(
+                    guidance, keys_flat, values_flat, plan, (i0, i1, j0, min(w, j0 + block_cols)), out, tables
+                )
         return out
 
     def _block_prior(self, plan: "WindowPlan", block: tuple[int, int, int, int], device) -> Tensor:
@@ -277,8 +297,12 @@ class WindowAttention(nn.Module):
         plan: "WindowPlan",
         block: tuple[int, int, int, int],
         out: Tensor,
+        tables: tuple[Tensor, Tensor, NeighbourCandidates] | None = None,
     ) -> None:
-        """Attention for the LR cells `[i0, i1) × [j0, j1)` and the HR rectangle they own."""
+        """Attention for the LR cells `[i0, i1) × [j0, j1)` and the HR rectangle they own.
+
+        `tables`: flat neighbour keys `(Nc·h·w, heads·d)` and values `(Nc·h·w, C)` and the candidates.
+        """
         i0, i1, j0, j1 = block
         rows, cols, lr_size = plan.rows, plan.cols, plan.lr_size
         hb, wb = i1 - i0, j1 - j0
@@ -313,7 +337,10 @@ class WindowAttention(nn.Module):
             prior = self._block_prior(plan, block, device)
             bias = bias + prior.to(q.dtype)  # (cells, heads, R·S, window²)
 
-        probs = attention_probabilities(q, k, bias[None], backend=self.backend)  # (N, cells, heads, R·S, window²)
+        bias = bias[None]  # (1, cells or 1, heads or 1, R·S or 1, window²)
+        if tables is not None:
+            k, v, bias = self._with_neighbours(k, v, bias, tables, cell_ids, lr_size, q.shape[-2])
+        probs = attention_probabilities(q, k, bias, backend=self.backend)  # (N, cells, heads, R·S, candidates)
         weights = probs.mean(dim=2).to(v.dtype)  # (N, cells, R·S, window²)
         # The product is taken transposed, (C × window²)(window² × R·S), so the result's last axis runs
         # along HR columns like the output's and the copy into the output moves contiguous runs.
@@ -329,3 +356,43 @@ class WindowAttention(nn.Module):
         if padded_cols:
             mixed = mixed.index_select(3, (col_slots.reshape(-1) >= 0).nonzero().squeeze(1).to(device))
         target.copy_(mixed)
+
+    def _with_neighbours(
+        self,
+        k: Tensor,
+        v: Tensor,
+        bias: Tensor,
+        tables: tuple[Tensor, Tensor, NeighbourCandidates],
+        cell_ids: Tensor,
+        lr_size: tuple[int, int],
+        queries: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Append the neighbour-frame candidates of a block of cells to its own window.
+
+        Args:
+            k: `(N, cells, heads, window², d)`; v: `(N, cells, window², C)`; bias: broadcastable to
+                `(N, cells, heads, R·S, window²)`; cell_ids: `(cells,)` flat LR index; queries: R·S.
+        Returns:
+            k `(N, cells, heads, L, d)`, v `(N, cells, L, C)`, bias `(N, cells, heads, R·S, L)` with
+            L = window² + D·K, the neighbour candidates read bilinearly once per cell.
+        """
+        key_table, value_table, nb = tables
+        n, cells = k.shape[:2]
+        d, kk = nb.frame.shape[1], nb.cells.shape[0]
+        centre = nb.centre.flatten(3).index_select(3, cell_ids)  # (N, D, 2, cells)
+        position = centre.permute(0, 3, 1, 2)[:, :, :, None, :] + nb.cells  # (N, cells, D, K, 2)
+        kt = gather_bilinear(key_table, nb.key_frame[:, None, :, None], position, lr_size)  # (N, cells, D, K, heads·d)
+        vt = gather_bilinear(value_table, nb.frame[:, None, :, None], position, lr_size)  # (N, cells, D, K, C)
+        kt = rearrange(kt, "n m f o (e d) -> n m e (f o) d", e=self.heads)  # (N, cells, heads, D·K, d)
+        vt = rearrange(vt, "n m f o c -> n m (f o) c")  # (N, cells, D·K, C)
+        outside = outside_extent(position, lr_size)  # (N, cells, D, K)
+        extra = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
+        extra = extra.masked_fill(outside.reshape(n, cells, 1, 1, d * kk), float("-inf"))  # (N, cells, heads, 1, D·K)
+        heads = k.shape[2]
+        own = bias.expand(n, cells, heads, queries, bias.shape[-1])
+        extra = extra.to(own.dtype).expand(n, cells, heads, queries, d * kk)
+        return (
+            torch.cat([k, kt.to(k.dtype)], dim=3),
+            torch.cat([v, vt.to(v.dtype)], dim=2),
+            torch.cat([own, extra], dim=-1),
+        )

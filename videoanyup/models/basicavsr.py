@@ -136,12 +136,7 @@ class BasicAVSR(ConfiguredNetwork):
         t, k = lr.shape[1], self.config.lookahead
         padded = [mirrored_index(i, t) for i in range(t + k)]
         steps = self.flows(lr[:, padded[:-1]], lr[:, padded[1:]])  # (B, T+k−1, 2, h, w)
-        contexts = []
-        for i in range(t):
-            future_feats = [feats[:, padded[i + j]] for j in range(1, k + 1)]
-            future_flows = [steps[:, i + j - 1] for j in range(1, k + 1)]
-            contexts.append(self.propagation.lookahead_context(feats[:, i], future_feats, future_flows))
-        return torch.stack(contexts, dim=1)
+        return self.propagation.lookahead_contexts(feats, steps)
 
     def forward(
         self,
@@ -180,11 +175,10 @@ class BasicAVSR(ConfiguredNetwork):
         else:
             context = None
 
-        outputs, prev = [], []
+        outputs, loop = [], self.propagation.recurrence()  # the forward branch, shared with the stream
         for i in range(t):
-            flows = [flows_to_prev[:, j - 1] for j in (i, i - 1) if j >= 1][: len(prev)]
-            state = self.propagation.forward_step(feats[:, i], None if context is None else context[:, i], prev, flows)
-            prev = [state, *prev][:2]
+            flow = flows_to_prev[:, i - 1] if loop.started else None  # f_{i→i−1}
+            state = loop.step(feats[:, i], None if context is None else context[:, i], flow)
             outputs.append(self.upsampler(state, lr[:, i], hr_size, region))
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
         return (out[:, 0] if was_image else out).to(in_dtype)

@@ -54,8 +54,7 @@ class BasicAVSRStream:
         self.frames: deque[Tensor] = deque(maxlen=self.k + 1)  # the last k+1 LR frames (look-ahead window)
         self.feats: deque[Tensor] = deque(maxlen=self.k + 1)
         self.steps: deque[Tensor] = deque(maxlen=self.k)  # flows frame j → j+1 inside the window
-        self.prev_states: list[Tensor] = []  # g_{t−1}, g_{t−2}
-        self.prev_flow: Tensor | None = None  # f_{t−1→t−2}
+        self.loop = model.propagation.recurrence()  # g_{t−1}, g_{t−2}, f_{t−1→t−2}: the batch model's loop
         self.prev_frame: Tensor | None = None  # LR frame t−1 of the forward branch
         self.pushed = 0  # frames received
         self.emitted = 0  # HR frames returned
@@ -115,20 +114,14 @@ class BasicAVSRStream:
             context = model.propagation.lookahead_context(feat, feats[1:], steps)
         else:
             context = None
-        flows = []
-        if self.prev_states:
-            flows = [model.spynet(frame, self.prev_frame)]  # f_{t→t−1}
-            if self.prev_flow is not None and len(self.prev_states) > 1:
-                flows.append(self.prev_flow)
-        state = model.propagation.forward_step(feat, context, self.prev_states, flows)
-        self.prev_flow = flows[0] if flows else None
-        self.prev_states = [state, *self.prev_states][:2]
+        flow = model.spynet(frame, self.prev_frame) if self.loop.started else None  # f_{t→t−1}
+        state = self.loop.step(feat, context, flow)
         self.prev_frame = frame
         self.emitted += 1
         return model.upsampler(state, frame, self.hr_size).to(self.out_dtype)
 
     def state_numel(self) -> int:
         """Number of tensor elements the stream holds (constant once the window is full)."""
-        held = [*self.frames, *self.feats, *self.steps, *self.prev_states]
-        held += [t for t in (self.prev_flow, self.prev_frame) if t is not None]
+        held = [*self.frames, *self.feats, *self.steps, *self.loop.states]
+        held += [t for t in (self.loop.flow, self.prev_frame) if t is not None]
         return sum(t.numel() for t in held)

@@ -4,8 +4,11 @@ Per clip: per-pixel normalised features → the feature-agnostic descriptor; RGB
 output grid (queries) and pooled to the LR grid (keys); SPyNet flows between guidance frames at a reduced
 resolution; a hidden state propagated over the LR grid (bidirectional, unidirectional, look-ahead or per
 frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
+with `temporal_window` > 0, the same attention also reads a small window in each neighbouring frame,
+centred where the flow carries the cell (spatio-temporal convex attention, `TemporalCandidates`);
 optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
-combination of input feature vectors, so the output lives in the input's feature space whatever C is.
+combination of input feature vectors (of several frames), so the output lives in the input's feature
+space whatever C is.
 
 `forward` returns the whole `(B, T, C, H, W)` output; `iter_chunks` runs the same steps but yields it one
 frame chunk at a time (the LR-grid steps once for the clip, the HR attention per chunk), for clips whose
@@ -23,18 +26,24 @@ from torch import Tensor
 
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
-from videoanyup.functional.warp import resize_flow
+from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
+from videoanyup.layers.temporal_candidates import TemporalCandidates, neighbour_deltas
 from videoanyup.layers.window_attention import WindowAttention
 from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.validation import check_positive_int, check_video
 
 KIND = "videoanyup"
+
+
+def fold(x: Tensor) -> Tensor:
+    """`(B, T, ·, h, w)` → `(B·T, ·, h, w)`."""
+    return rearrange(x, "b t c h w -> (b t) c h w")
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,11 @@ class VideoAnyUpConfig:
     blend_feature_cue: bool = False  # the blend's gate also sees 1 − cos(current, warped previous output)
     backend: str = "sdpa"
     mode: str = "bidirectional"
+    # Spatio-temporal attention (DESIGN.md §5.5): side of the window read in each neighbouring frame
+    # (0: off, the attention reads frame t only, as every checkpoint written before it did).
+    temporal_window: int = 0
+    temporal_reach: int = 2  # neighbours t−r…t−1 (and t+1…t+r in bidirectional mode)
+    temporal_hidden: int = 16  # width of the head that refines the composed flows (|Δ| ≥ 2)
 
 
 CONFIGS = {
@@ -75,6 +89,8 @@ CONFIGS = {
     "default": VideoAnyUpConfig(),
     # The default plus the occlusion-aware blend of the warped previous output.
     "blend": VideoAnyUpConfig(temporal_blend=True),
+    # The default plus 3×3 windows in the neighbouring frames (spatio-temporal convex attention).
+    "temporal": VideoAnyUpConfig(temporal_window=3),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(
         guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
@@ -139,6 +155,23 @@ class VideoAnyUp(ConfiguredNetwork):
             if config.temporal_blend
             else None
         )
+        self.temporal = (
+            TemporalCandidates(
+                s,
+                heads=config.heads,
+                side=config.temporal_window,
+                max_delta=max(config.temporal_reach, config.lookahead),
+                hidden=config.temporal_hidden,
+            )
+            if config.temporal_window
+            else None
+        )
+
+    def neighbour_deltas(self, mode: str) -> tuple[int, ...]:
+        """The temporal offsets Δ of the neighbour windows `mode` reads (none without `temporal_window`)."""
+        if self.temporal is None:
+            return ()
+        return neighbour_deltas(mode, reach=self.config.temporal_reach, lookahead=self.config.lookahead)
 
     # -- inputs ----------------------------------------------------------------------------------
     @staticmethod
@@ -312,9 +345,6 @@ class VideoAnyUp(ConfiguredNetwork):
         b, t, c, h, w = feats.shape
         video_size = (int(video.shape[-2]), int(video.shape[-1]))
 
-        def fold(x: Tensor) -> Tensor:
-            return rearrange(x, "b t c h w -> (b t) c h w")
-
         def unfold(x: Tensor) -> Tensor:
             return rearrange(x, "(b t) c h w -> b t c h w", b=b)
 
@@ -341,6 +371,7 @@ class VideoAnyUp(ConfiguredNetwork):
             lookahead_steps=flows["steps"],
         )
         keys = unfold(self.keys(fold(pooled), fold(descriptor), fold(states)))  # (B, T, key_channels, h, w)
+        neighbours = self._neighbours(mode, codes, flows, keys, pooled, descriptor)
         del descriptor, pooled, codes, states
 
         # 3. Window attention at the output grid per frame chunk, then the optional blend with the previous
@@ -363,9 +394,16 @@ class VideoAnyUp(ConfiguredNetwork):
                     guidance = kept[i, t0:t1]  # (t1 − t0, Cg, H, W)
                 else:
                     guidance = self.guidance(resize_guidance(video[i, t0:t1], hr_size))
+                candidates = None
+                if neighbours is not None:
+                    table, frame, key_frame, centre, present = neighbours
+                    candidates = self.temporal.candidates(
+                        table[i], feats[i], frame[t0:t1], key_frame[t0:t1], centre[i, t0:t1],
+                        self.neighbour_deltas(mode), present[t0:t1],
+                    )
                 result = self.attention(
                     guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
-                    out=None if record else target[i], plan=plan,
+                    out=None if record else target[i], plan=plan, neighbours=candidates,
                 )  # (t1 − t0, C, H, W)
                 if blend:
                     result = self._blend_chunk(
@@ -377,6 +415,71 @@ class VideoAnyUp(ConfiguredNetwork):
                     previous_guidance[i] = guidance[-1:] if record else guidance[-1:].clone()
                 clips.append(result)
             yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
+
+    def neighbour_flows(self, deltas: tuple[int, ...], to_prev: Tensor, to_next: Tensor | None) -> list[Tensor]:
+        """Flows t → t + Δ `(B, T, 2, h, w)` per Δ, from the one-step flows `(B, T − 1, 2, h, w)`.
+
+        f_{t→t−j} = compose(f_{t→t−j+1}, f_{t−j+1→t−j}), likewise forwards; zeros where t + Δ is outside the clip.
+        """
+        b, t = to_prev.shape[0], to_prev.shape[1] + 1
+        zero = to_prev.new_zeros(b, 1, *to_prev.shape[2:])
+        steps = {-1: torch.cat([zero, to_prev], dim=1), 1: None if to_next is None else torch.cat([to_next, zero], dim=1)}
+
+        def shifted(x: Tensor, by: int) -> Tensor:  # y[:, t] = x[:, t + by], zeros outside
+            y = torch.zeros_like(x)
+            if abs(by) < t:
+                if by >= 0:
+                    y[:, : t - by] = x[:, by:]
+                else:
+                    y[:, -by:] = x[:, : t + by]
+            return y
+
+        result: dict[int, Tensor] = {}
+        for sign in (-1, 1):
+            reach = max([abs(d) for d in deltas if d * sign > 0], default=0)
+            flow = steps[sign]
+            for j in range(1, reach + 1):
+                if j > 1:
+                    flow = compose_flows(flow, shifted(steps[sign], sign * (j - 1)))
+                result[sign * j] = flow
+        return [result[d] for d in deltas]
+
+    def _neighbours(
+        self, mode: str, codes: Tensor, flows: dict, keys: Tensor, pooled: Tensor, descriptor: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """Where each frame reads its neighbour windows (None: no neighbours in this mode, or T = 1).
+
+        Args:
+            codes: `(B, T, S, h, w)`; keys: `(B, T, Ck, h, w)`; pooled, descriptor: `(B, T, ·, h, w)`.
+        Returns:
+            key table `(B, T', Ck, h, w)` (T' = 2T in look-ahead mode: the future neighbours' keys come from
+            their per-frame state, so frame t still depends on frames ≤ t + k only), value frame `(T, D)`,
+            key frame `(T, D)`, centres `(B, T, D, 2, h, w)` and presence `(T, D)` bool.
+        """
+        deltas = self.neighbour_deltas(mode)
+        b, t = codes.shape[:2]
+        if not deltas or t == 1:
+            return None
+        to_next = flows["to_next"] if mode == "bidirectional" else None
+        if mode == "lookahead":
+            to_next = flows["steps"][:, : t - 1]  # the padded steps start with f_{t→t+1}, t ≤ T − 2
+        index = torch.arange(t)[:, None] + torch.tensor(deltas)[None, :]  # (T, D)
+        present = ((index >= 0) & (index < t)).to(codes.device)
+        frame = index.clamp(0, t - 1).to(codes.device)
+        key_frame = frame.clone()
+        table = keys
+        if mode == "lookahead":
+            future = torch.tensor([d > 0 for d in deltas], device=codes.device)
+            key_frame = torch.where(future[None, :], frame + t, frame)
+            alone = self.propagation(codes, mode="perframe")  # (B, T, S, h, w), the state of frame s alone
+            alone_keys = self.keys(fold(pooled), fold(descriptor), fold(alone))  # (B·T, Ck, h, w)
+            table = torch.cat([keys, rearrange(alone_keys, "(b t) c h w -> b t c h w", b=b)], dim=1)  # (B, 2T, Ck, h, w)
+        centres = []
+        for d, (delta, flow) in enumerate(zip(deltas, self.neighbour_flows(deltas, flows["to_prev"], to_next))):
+            other = codes[:, frame[:, d]]  # (B, T, S, h, w), the code of frame t + Δ
+            centre = self.temporal.centre(fold(codes), fold(other), fold(flow), delta)  # (B·T, 2, h, w)
+            centres.append(rearrange(centre, "(b t) c h w -> b t c h w", b=b))
+        return table, frame, key_frame, torch.stack(centres, dim=2), present
 
     def _blend_chunk(
         self,

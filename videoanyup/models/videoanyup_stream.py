@@ -6,7 +6,11 @@
   returns the last k outputs with the mirrored padding of the offline model.
 The outputs equal those of `VideoAnyUp.forward` on the whole clip in the same mode (up to float
 rounding: flows are computed one pair at a time instead of batched). Bidirectional mode needs the whole
-clip and has no stream.
+clip and has no stream. The default mode is the model's if it is causal, else the first causal mode the
+weights were trained for (unidirectional, lookahead, perframe), so every trained model streams.
+
+With spatio-temporal attention (`temporal_window` > 0) the stream keeps a ring of the last frames' LR
+keys, features and flows (t − r … t + k), never the whole clip: its memory does not grow with T.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch import Tensor
 
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
-from videoanyup.functional.warp import resize_flow
+from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.guidance_encoder import resize_guidance
 
 
@@ -33,6 +37,25 @@ class _Frame:
     code: Tensor  # (B, S, h, w)
     small: Tensor  # (B, 3, fh, fw) frame on the flow grid
     guidance: Tensor | None  # (B, Cg, H, W), dropped once the frame is out
+    alone_keys: Tensor | None = None  # (B, Ck, h, w) keys from the frame's own state (look-ahead neighbours)
+    keys: Tensor | None = None  # (B, Ck, h, w) keys, once the frame is out
+    to_prev: Tensor | None = None  # (B, 2, h, w) LR flow f_{t→t−1}, once the frame is out
+
+
+CAUSAL_MODES = ("unidirectional", "lookahead", "perframe")
+
+
+def default_stream_mode(model) -> str:
+    """The model's mode if causal, else the first causal mode its weights serve."""
+    if model.config.mode in CAUSAL_MODES and (model.trained_modes is None or model.config.mode in model.trained_modes):
+        return model.config.mode
+    for mode in CAUSAL_MODES:
+        if model.trained_modes is None or mode in model.trained_modes:
+            return mode
+    raise ValueError(
+        f"these weights were trained for {list(model.trained_modes)} only, and none of them streams; "
+        f"a stream needs one of {list(CAUSAL_MODES)}"
+    )
 
 
 class VideoAnyUpStream:
@@ -41,7 +64,7 @@ class VideoAnyUpStream:
     Args:
         model: a `VideoAnyUp`.
         size, scale: the output grid, as for `VideoAnyUp.forward` (default: the first frame's size).
-        mode: "unidirectional", "lookahead" or "perframe" (default: the model's, if causal).
+        mode: "unidirectional", "lookahead" or "perframe" (default: `default_stream_mode(model)`).
         query_tile: HR queries per attention chunk.
     """
 
@@ -54,7 +77,7 @@ class VideoAnyUpStream:
         mode: str | None = None,
         query_tile: int | None = None,
     ) -> None:
-        mode = model.check_mode(mode)
+        mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
         if mode == "bidirectional":
             raise ValueError(
                 'mode="bidirectional" needs the whole clip; stream "unidirectional", "lookahead" or "perframe"'
@@ -65,8 +88,7 @@ class VideoAnyUpStream:
         self.frames: dict[int, _Frame] = {}
         self.pushed = 0  # frames pushed so far
         self.emitted = 0  # outputs returned so far
-        self.prev_states: list[Tensor] = []  # [s_{t−1}, s_{t−2}]
-        self.prev_flows: list[Tensor] = []  # [f_{t−1→t−2}] on the LR grid
+        self.loop = model.propagation.recurrence(perframe=mode == "perframe")  # the batch model's forward loop
         self.last_output: Tensor | None = None
         self.last_guidance: Tensor | None = None
         self._steps: dict[tuple[int, int], Tensor] = {}
@@ -103,7 +125,12 @@ class VideoAnyUpStream:
         model = self.model
         descriptor, pooled, guidance = model.describe(feats, frame, self.hr_size)
         small = resize_guidance(frame, model.flow_size((h, w), self.video_size)).to(descriptor.dtype)
-        self.frames[self.pushed] = _Frame(feats, descriptor, pooled, model.code(descriptor, pooled), small, guidance)
+        code = model.code(descriptor, pooled)
+        record = _Frame(feats, descriptor, pooled, code, small, guidance)
+        if self.mode == "lookahead" and any(d > 0 for d in model.neighbour_deltas(self.mode)):
+            alone = model.propagation.forward_step(code, None, [], [])  # the frame's state on its own
+            record.alone_keys = model.keys(pooled, descriptor, alone)
+        self.frames[self.pushed] = record
         self.pushed += 1
         ready = []
         while self.emitted + self.k < self.pushed:
@@ -128,32 +155,87 @@ class VideoAnyUpStream:
     def _emit(self, t: int, length: int | None) -> Tensor:
         """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
         model, record = self.model, self.frames[t]
-        context, flows_prev, grid_flow = None, [], None
+        context, grid_flow, to_prev = None, None, None
         if self.mode != "perframe":
             if t > 0:
                 grid_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
                 to_prev = resize_flow(grid_flow, tuple(self.lr_shape[-2:]))  # (B, 2, h, w), f_{t→t−1}
-                flows_prev = [to_prev, *self.prev_flows][: len(self.prev_states)]
             if self.mode == "lookahead":
                 index = [mirrored_index(i, length) if length is not None else i for i in range(t, t + self.k + 1)]
                 futures = [self.frames[i].code for i in index[1:]]
                 steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
                 context = model.propagation.lookahead_context(record.code, futures, steps)
-        state = model.propagation.forward_step(record.code, context, self.prev_states, flows_prev)
-        if self.mode != "perframe":
-            self.prev_states = [state, *self.prev_states][:2]
-            self.prev_flows = flows_prev[:1]
+        state = self.loop.step(record.code, context, to_prev)
         keys = model.keys(record.pooled, record.descriptor, state)
+        record.keys = keys
+        record.to_prev = to_prev
         b, c = record.feats.shape[:2]
         out = record.feats.new_empty(b, c, *self.hr_size)
-        model.attention(record.guidance, keys, record.feats, query_tile=self.query_tile, out=out, plan=self.plan)
+        model.attention(
+            record.guidance, keys, record.feats, query_tile=self.query_tile, out=out, plan=self.plan,
+            neighbours=self._neighbours(t),
+        )
         if model.blend is not None and self.mode != "perframe" and self.last_output is not None:
             flow = resize_flow(grid_flow, self.hr_size)
             out = model.blend(out, self.last_output, flow, record.guidance, self.last_guidance)
         self.last_output, self.last_guidance = out, record.guidance
         record.guidance = None
         self.emitted += 1
-        for old in [i for i in self.frames if i < t - self.k - 1]:  # keep what mirrored padding may read
+        reach = model.config.temporal_reach if model.neighbour_deltas(self.mode) else 1
+        keep = min(t - self.k - 1, t + 1 - reach)  # what mirrored padding and the neighbour windows may read
+        for old in [i for i in self.frames if i < keep]:
             del self.frames[old]
-        self._steps = {key: v for key, v in self._steps.items() if min(key) >= t - self.k - 1}
+        self._steps = {key: v for key, v in self._steps.items() if min(key) >= keep}
         return out
+
+    def _neighbours(self, t: int):
+        """The neighbour-window candidates of frame t (None without spatio-temporal attention).
+
+        Reads only the ring: frames t − r … t + k, their keys (their own-state keys for future frames in
+        look-ahead mode, as the batch model does) and the flows between them. Neighbours outside the clip
+        (before frame 0, or past the last frame once `flush` knows it) are masked out.
+        """
+        model = self.model
+        deltas = model.neighbour_deltas(self.mode)
+        if not deltas:
+            return None
+        record = self.frames[t]
+        b = record.feats.shape[0]
+        present = [0 <= t + d < self.pushed for d in deltas]
+        if not any(present):
+            return None
+        zero = torch.zeros_like(record.code[:, :2])  # (B, 2, h, w)
+        flows: dict[int, Tensor] = {}
+        for sign in (-1, 1):
+            flow = None
+            for j in range(1, max([abs(d) for d in deltas if d * sign > 0], default=0) + 1):
+                if not 0 <= t + sign * j < self.pushed:
+                    break
+                if sign < 0:
+                    step = self.frames[t - j + 1].to_prev  # f_{t−j+1→t−j}
+                else:
+                    step = self._lr_step(t + j - 1, t + j)  # f_{t+j−1→t+j}
+                flow = step if flow is None else compose_flows(flow, step)
+                flows[sign * j] = flow
+        values, keys, centres = [], [], []
+        for delta, here in zip(deltas, present):
+            if not here:
+                values.append(record.feats)
+                keys.append(record.keys)
+                centres.append(model.temporal.centre(record.code, record.code, zero, 0))
+                continue
+            other = self.frames[t + delta]
+            values.append(other.feats)
+            keys.append(other.alone_keys if self.mode == "lookahead" and delta > 0 else other.keys)
+            centres.append(model.temporal.centre(record.code, other.code, flows[delta], delta))
+        d = len(deltas)
+        rows = torch.arange(b * d, device=record.feats.device).view(b, d)  # row n·D + d of the tables
+        return model.temporal.candidates(
+            torch.stack(keys, dim=1).flatten(0, 1),  # (B·D, Ck, h, w)
+            torch.stack(values, dim=1).flatten(0, 1),  # (B·D, C, h, w)
+            rows,
+            rows,
+            torch.stack(centres, dim=1),  # (B, D, 2, h, w)
+            deltas,
+            torch.tensor(present, device=rows.device)[None].expand(b, d),
+        )

@@ -1,0 +1,253 @@
+"""Spatio-temporal convex attention (DESIGN.md §5.5): values from aligned neighbouring frames.
+
+The value path, a dense per-query reference of the one softmax over the candidates of several frames,
+the neighbours of each mode, streams (default arguments, flat memory), and the bundled weights written
+before the feature unchanged. The invariances, chunking, causality and stream-equals-batch tests of
+`test_videoanyup.py` also run on a temporal model (its `nets` fixture).
+"""
+
+import pytest
+import torch
+from einops import rearrange
+
+import videoanyup as vau
+from videoanyup.functional.grid import axis_phases
+from videoanyup.layers.temporal_candidates import gather_bilinear, neighbour_deltas
+from videoanyup.layers.window_attention import WindowAttention, window_offsets
+from videoanyup.models.videoanyup import CONFIGS, VideoAnyUp
+
+
+def temporal_net(seed=0, **overrides):
+    """A tiny temporal model whose Δ bias and offset head are not at their (zero) initialisation."""
+    torch.manual_seed(seed)
+    net = VideoAnyUp.from_config("tiny", temporal_window=3, **overrides).eval()
+    torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
+    torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
+    return net
+
+
+@pytest.fixture(scope="module")
+def net():
+    return temporal_net()
+
+
+def clip(b=1, t=5, c=5, h=4, w=5, size=(11, 13), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, c, h, w, generator=g), torch.rand(b, t, 3, *size, generator=g)
+
+
+def run(model, feats, video, **options):
+    with torch.no_grad():
+        return model(feats, video, **options)
+
+
+def test_neighbours_by_mode():
+    assert neighbour_deltas("bidirectional", reach=2, lookahead=3) == (-2, -1, 1, 2)
+    assert neighbour_deltas("unidirectional", reach=2, lookahead=3) == (-2, -1)
+    assert neighbour_deltas("lookahead", reach=2, lookahead=3) == (-2, -1, 1, 2, 3)
+    assert neighbour_deltas("perframe", reach=2, lookahead=3) == ()
+    assert CONFIGS["temporal"].temporal_window == 3 and CONFIGS["default"].temporal_window == 0
+    with pytest.raises(ValueError, match="mode"):
+        neighbour_deltas("sideways", reach=2, lookahead=2)
+
+
+@pytest.mark.parametrize("mode, moves", [("bidirectional", True), ("unidirectional", True), ("perframe", False)])
+def test_value_path_changing_only_the_previous_features_moves_output_t(net, mode, moves):
+    feats, video = clip()
+    t = 2
+    out = run(net, feats, video, mode=mode)
+    other = feats.clone()
+    other[:, t - 1] = torch.randn_like(other[:, t - 1]) * 3  # the video, and so the flows, stay fixed
+    changed = run(net, other, video, mode=mode)
+    relative = (changed[:, t] - out[:, t]).abs().max() / out[:, t].abs().max()
+    if moves:
+        assert relative > 0.05  # frame t−1's vectors are candidates of frame t
+    else:
+        assert (changed[:, t] - out[:, t]).abs().max() == 0
+
+
+def test_unidirectional_output_never_reads_the_next_frame(net):
+    feats, video = clip()
+    out = run(net, feats, video, mode="unidirectional")
+    for t in (1, 3):
+        other_feats, other_video = feats.clone(), video.clone()
+        other_feats[:, t] = torch.randn_like(other_feats[:, t]) * 5
+        other_video[:, t] = torch.rand_like(other_video[:, t])
+        changed = run(net, other_feats, other_video, mode="unidirectional")
+        assert (changed[:, :t] - out[:, :t]).abs().max() == 0
+        assert (changed[:, t] - out[:, t]).abs().max() > 1e-3
+
+
+def test_lookahead_with_neighbours_sees_k_frames_ahead_only(net):
+    k = net.config.lookahead
+    feats, video = clip(t=6)
+    out = run(net, feats, video, mode="lookahead")
+    other_feats, other_video = feats.clone(), video.clone()
+    other_feats[:, k + 1 :] = torch.randn_like(other_feats[:, k + 1 :]) * 5
+    other_video[:, k + 1 :] = torch.rand_like(other_video[:, k + 1 :])
+    changed = run(net, other_feats, other_video, mode="lookahead")
+    assert (changed[:, 0] - out[:, 0]).abs().max() == 0  # frame 0 reads frames 0..k only
+    assert (changed[:, 1] - out[:, 1]).abs().max() > 1e-3  # frame 1 reads frame 1 + k
+
+
+def dense_reference(attention: WindowAttention, guidance, key_feats, values, neighbours):
+    """Per HR query: every candidate of its own window and of each neighbour window, one softmax, Σ w·v.
+
+    Returns the output `(N, C, H, W)` and the weights `(N, H, W, L)` (L = window² + D·K, −1: masked).
+    """
+    n, c, h, w = values.shape
+    hh, ww = guidance.shape[-2:]
+    heads, dim = attention.heads, attention.head_dim
+    q = rearrange(attention.query(guidance), "n (e d) y x -> n y x e d", e=heads)
+    k_own = rearrange(attention.key(key_feats), "n (e d) y x -> n y x e d", e=heads)
+    k_other = rearrange(attention.key(neighbours.keys), "n c y x -> (n y x) c")
+    v_other = rearrange(neighbours.values, "n c y x -> (n y x) c")
+    rows = axis_phases(h, hh).nearest.clamp(0, h - 1)
+    cols = axis_phases(w, ww).nearest.clamp(0, w - 1)
+    prior = attention.prior((h, w), (hh, ww))  # (window², heads, H, W)
+    offsets = window_offsets(attention.window)
+    out = torch.zeros(n, c, hh, ww)
+    all_weights = []
+    for m in range(n):
+        for y in range(hh):
+            for x in range(ww):
+                i, j = int(rows[y]), int(cols[x])
+                keys, vals, bias = [], [], []
+                for o, (dy, dx) in enumerate(offsets):
+                    yy, xx = i + dy, j + dx
+                    inside = 0 <= yy < h and 0 <= xx < w
+                    keys.append(k_own[m, yy, xx] if inside else torch.zeros(heads, dim))
+                    vals.append(values[m, :, yy, xx] if inside else torch.zeros(c))
+                    bias.append(prior[o, :, y, x] if inside else torch.full((heads,), float("-inf")))
+                pos = neighbours.centre[m, :, :, i, j][:, None, :] + neighbours.cells  # (D, K, 2), (x, y)
+                outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
+                kf, vf = neighbours.key_frame[m][:, None], neighbours.frame[m][:, None]  # (D, 1)
+                keys += list(gather_bilinear(k_other, kf, pos, (h, w)).view(-1, heads, dim))  # D·K of (heads, d)
+                vals += list(gather_bilinear(v_other, vf, pos, (h, w)).view(-1, c))
+                b = neighbours.bias[m].permute(0, 2, 1).masked_fill(outside[..., None], float("-inf"))  # (D, K, heads)
+                bias += list(b.reshape(-1, heads))
+                keys, vals, bias = torch.stack(keys), torch.stack(vals), torch.stack(bias)  # (L, heads, ·)
+                logits = torch.einsum("ed,led->el", q[m, y, x], keys) / dim**0.5 + bias.T  # (heads, L)
+                weights = logits.softmax(dim=-1).mean(dim=0)  # (L,)
+                out[m, :, y, x] = weights @ vals
+                all_weights.append(weights)
+    return out, torch.stack(all_weights).view(n, hh, ww, -1)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "unidirectional"])
+def test_output_is_one_convex_combination_over_the_candidates_of_several_frames(net, mode):
+    feats, video = clip(t=4, h=3, w=4, size=(7, 9), seed=3)
+    captured = []
+    original = net.attention.forward
+
+    def spy(guidance, key_feats, values, **options):
+        result = original(guidance, key_feats, values, **options)
+        captured.append((guidance, key_feats, values, options["neighbours"], result.clone()))
+        return result
+
+    net.attention.forward = spy
+    try:
+        out = run(net, feats, video, mode=mode, query_tile=5)  # several blocks per frame
+    finally:
+        del net.attention.forward
+    (guidance, key_feats, values, neighbours, result), = captured
+    assert neighbours is not None and neighbours.frame.shape == (4, 4 if mode == "bidirectional" else 2)
+    with torch.no_grad():
+        reference, weights = dense_reference(net.attention, guidance, key_feats, values, neighbours)
+    assert torch.allclose(result, out[0], atol=1e-6)  # the captured call is the model's output (no blend)
+    assert torch.allclose(reference, result, atol=1e-5)
+    assert (weights >= 0).all() and torch.allclose(weights.sum(-1), torch.ones(()), atol=1e-5)
+    own = net.config.window**2
+    neighbour_mass = weights[..., own:].sum(-1)  # (T, H, W)
+    assert neighbour_mass[0].max() == 0 if mode == "unidirectional" else True  # frame 0 has no past
+    assert neighbour_mass[2:].mean() > 0.05  # the other frames really contribute
+
+
+def test_neighbours_outside_the_clip_are_masked_not_mirrored(net):
+    """Two frames, bidirectional: frame 0 reads frame 1 once (no mirrored t+2 = frame 0 counted again)."""
+    feats, video = clip(t=2)
+    captured = []
+    original = net.attention.forward
+
+    def spy(guidance, key_feats, values, **options):
+        captured.append(options["neighbours"])
+        return original(guidance, key_feats, values, **options)
+
+    net.attention.forward = spy
+    try:
+        out = run(net, feats, video, mode="bidirectional")
+    finally:
+        del net.attention.forward
+    (neighbours,) = captured  # deltas (−2, −1, 1, 2)
+    masked = torch.isinf(neighbours.bias).all(dim=(2, 3))  # (T, D)
+    assert masked.tolist() == [[True, True, False, True], [True, False, True, True]]
+    assert neighbours.frame[0, 2] == 1 and neighbours.frame[1, 1] == 0
+    assert torch.isfinite(out).all()
+    assert (out - run(net, feats, video, mode="perframe")).abs().max() > 1e-3
+
+
+def test_stream_works_with_default_arguments(net, tmp_path):
+    trained = VideoAnyUp(net.config, trained_modes=["bidirectional", "unidirectional", "perframe"])
+    trained.load_state_dict(net.state_dict())
+    trained.eval()
+    feats, video = clip(t=4)
+    offline = run(trained, feats, video, mode="unidirectional")
+    for stream in (trained.stream(), vau.upsample_stream(model=trained)):
+        assert stream.mode == "unidirectional"
+        outs = [o for t in range(4) for o in stream.push(feats[:, t], video[:, t])] + stream.flush()
+        assert torch.allclose(torch.stack(outs, 1), offline, atol=1e-5)
+    bundled = vau.VideoAnyUp.from_pretrained("default")  # trained for bidirectional and perframe
+    stream = bundled.stream()
+    assert stream.mode == "perframe"
+    assert len(stream.push(feats[:, 0], video[:, 0])) == 1
+    only_bidirectional = VideoAnyUp(net.config, trained_modes=["bidirectional"])
+    with pytest.raises(ValueError, match="streams"):
+        only_bidirectional.stream()
+
+
+@pytest.mark.parametrize("mode", ["unidirectional", "lookahead"])
+def test_stream_keeps_a_ring_not_the_clip(net, mode):
+    feats, video = clip(t=12, h=3, w=3, size=(6, 6))
+    stream = net.stream(mode=mode)
+    held = []
+    outs = []
+    for t in range(12):
+        outs += stream.push(feats[:, t], video[:, t])
+        held.append(len(stream.frames))
+    outs += stream.flush()
+    reach, k = net.config.temporal_reach, net.config.lookahead if mode == "lookahead" else 0
+    assert max(held) <= reach + k + 2 and held[-1] == held[6]  # flat in T
+    assert torch.allclose(torch.stack(outs, 1), run(net, feats, video, mode=mode), atol=1e-5)
+
+
+# The bundled "default" weights (written before spatio-temporal attention) on a fixed input, computed with
+# the code before the change: (sum, sum of |x|, a ramp-weighted sum) of the output.
+BUNDLED_REFERENCE = {
+    "bidirectional": (-799.9610595703125, 4886.7548828125, -765.0918579101562),
+    "perframe": (-980.7739868164062, 5592.830078125, -815.0081176757812),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(BUNDLED_REFERENCE))
+def test_bundled_weights_give_the_output_they_gave_before(mode):
+    model = VideoAnyUp.from_pretrained("default").eval()
+    assert model.temporal is None and model.neighbour_deltas(mode) == ()
+    g = torch.Generator().manual_seed(16)
+    feats = torch.randn(1, 4, 6, 4, 5, generator=g)
+    video = torch.rand(1, 4, 3, 24, 30, generator=g)
+    out = run(model, feats, video, mode=mode)
+    ramp = torch.linspace(-1, 1, out.numel()).view_as(out)
+    got = (out.sum().item(), out.abs().sum().item(), (out * ramp).sum().item())
+    for value, expected in zip(got, BUNDLED_REFERENCE[mode]):
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "lookahead"])
+def test_gradients_reach_the_temporal_parts(mode):
+    torch.manual_seed(0)
+    model = VideoAnyUp.from_config("tiny", temporal_window=3).train()
+    feats, video = clip(t=4)
+    model(feats, video, mode=mode, chunk_frames=3).square().mean().backward()
+    for part in ("temporal.delta_bias", "temporal.offset.2.weight", "key_net.head.weight"):
+        grad = model.get_parameter(part).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, part

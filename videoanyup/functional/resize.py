@@ -6,7 +6,6 @@ but can return any rectangular region of the output on its own, which the tiled 
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import torch
@@ -29,14 +28,29 @@ def downsample(x: Tensor, size: Sequence[int], *, antialias: bool = False) -> Te
     return out.reshape(*lead, c, *out.shape[-2:])
 
 
-@functools.lru_cache(maxsize=256)
+_TAPS: dict[tuple, tuple] = {}  # memoised taps, see `_memo`
+_TAPS_LIMIT = 256
+
+
+def _memo(make, *key) -> tuple:
+    """`make(*key)`, memoised: every frame of a video asks for the same taps. Made outside inference mode
+    (so they can serve autograd later) and moved to the device once. A plain dict rather than
+    `functools.lru_cache`, so that `torch.compile` reads a warm entry as a constant instead of tracing
+    `make` (whose host reads would break the graph)."""
+    full = (make.__name__, *key)
+    if full not in _TAPS:
+        if len(_TAPS) >= _TAPS_LIMIT:
+            _TAPS.clear()
+        with torch.inference_mode(False):
+            _TAPS[full] = make(*key)
+    return _TAPS[full]
+
+
 def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, Tensor, int, int]:
-    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them, with
-    the region's LR support `(lo, hi)` as Python ints (the taps count from lo). Made on the CPU and moved
-    to `device` once (memoised: every frame of a video asks for the same; made outside inference mode so
-    that they can serve autograd later), so no frame reads a tensor value on the host."""
-    with torch.inference_mode(False):
-        return _make_axis_taps(lr_len, hr_len, start, stop, dtype, device)
+    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them, on
+    `device`, with the region's LR support `(lo, hi)` as Python ints (the taps count from lo), so that no
+    frame reads a tensor value on the host. Memoised."""
+    return _memo(_make_axis_taps, lr_len, hr_len, start, stop, dtype, device)
 
 
 def _make_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, Tensor, int, int]:
@@ -85,14 +99,11 @@ def _cubic_weights(t: Tensor) -> Tensor:
     return torch.stack((far(t + 1), near(t), near(1 - t), far(2 - t)), dim=-1)
 
 
-@functools.lru_cache(maxsize=256)
 def _cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, int, int]:
     """Bicubic taps of HR positions `start..stop-1` as `F.interpolate(mode="bicubic")` computes them: indices
-    `(L, 4)` (clamped to the axis, torch's border rule) and weights `(L, 4)`, made on the CPU and moved to
-    `device` once (memoised, outside inference mode), with the LR support `(lo, hi)` as Python ints (the
-    indices count from lo)."""
-    with torch.inference_mode(False):
-        return _make_cubic_axis_taps(lr_len, hr_len, start, stop, dtype, device)
+    `(L, 4)` (clamped to the axis, torch's border rule; counting from lo) and weights `(L, 4)` on `device`,
+    with the LR support `(lo, hi)` as Python ints. Memoised."""
+    return _memo(_make_cubic_axis_taps, lr_len, hr_len, start, stop, dtype, device)
 
 
 def _make_cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, int, int]:
@@ -124,6 +135,16 @@ def bicubic_upsample(x: Tensor, size: Sequence[int], region: Region | None = Non
     rows = transpose_maps(_cubic_pass(support, row_taps, row_weights))  # (M, sw, th)
     out = _cubic_pass(rows, col_taps, col_weights)  # (M, tw, th)
     return transpose_maps(out).view(*lead, bottom - top, right - left)
+
+
+def prepare_upsample(lr_size: Sequence[int], size: Sequence[int], region: Region | None = None, *, mode: str = "bilinear", dtype=torch.float32, device="cpu") -> None:
+    """Make (and memoise) the taps `upsample` will use for this grid, region, dtype and device, so that a
+    compiled caller traces no tap arithmetic."""
+    top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
+    make = {"bilinear": _axis_taps, "bicubic": _cubic_axis_taps}[mode]
+    device = torch.device(device)
+    make(int(lr_size[0]), int(size[0]), top, bottom, dtype, device)
+    make(int(lr_size[1]), int(size[1]), left, right, dtype, device)
 
 
 def upsample(x: Tensor, size: Sequence[int], region: Region | None = None, *, mode: str = "bilinear") -> Tensor:

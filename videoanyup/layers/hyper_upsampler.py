@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.grid import Region, check_region
-from videoanyup.functional.resize import UPSAMPLE_MODES, upsample
+from videoanyup.functional.resize import UPSAMPLE_MODES, prepare_upsample, upsample
 from videoanyup.layers.hyper_kernel import HyperKernel
 from videoanyup.layers.kernel_map import GridPlan, convolve, gather_product
 from videoanyup.layers.residual import ResidualBlock
@@ -136,6 +136,24 @@ class HyperUpsampler(nn.Module):
         if not kernels.requires_grad:
             self._table = (kernels, made)
         return made
+
+    def prepare(self, frame: Tensor, size: tuple[int, int], region: Region | None = None) -> tuple[GridPlan, tuple[Tensor, Tensor] | None]:
+        """Everything `render` reads besides the frame's values, made now for frames like `frame` `(N, 3, h, w)`
+        (its size, dtype and device): the grid's plan with the indices of every tile and edge band of
+        `region`, the skip's taps, and `grid_table(plan)`. After this, `render` on that region runs tensor
+        operations only (what `torch.compile` traces without graph breaks)."""
+        size = (int(size[0]), int(size[1]))
+        region = check_region(region, size)
+        lr_size = (int(frame.shape[-2]), int(frame.shape[-1]))
+        prepare_upsample(lr_size, size, region, mode=self.skip, dtype=frame.dtype, device=frame.device)
+        plan = self.plan(lr_size, size, frame.device)
+        tables = self.grid_table(plan)
+        for tile_row in self._tile_rows(region):
+            for tile in tile_row:
+                plan.tile(_widen(tile, 1, size))
+        for band in plan.edge_bands(_widen(region, 1, size)) if tables is not None else ():
+            plan.tile(band)
+        return plan, tables
 
     def clear_cache(self) -> None:
         """Drop the cached grid (index arithmetic, kernel map and phase kernels)."""

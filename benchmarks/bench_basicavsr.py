@@ -1,4 +1,5 @@
-"""BasicAVSR on the CPU: frames per second, peak memory, the kernel branch's share, streaming memory.
+"""BasicAVSR on the CPU: frames per second, peak memory, the kernel branch's share, streaming memory, eager vs
+`torch.compile` (the streamed per-frame step, `BasicAVSR.stream(compile=True)`).
 
 Every case runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own. Prints a
 table and writes JSON.
@@ -25,42 +26,33 @@ def run_case(case: dict) -> dict:
     import torch
 
     from videoanyup import BasicAVSR
-    from videoanyup.functional.grid import axis_phases, output_size
+    from videoanyup.functional.grid import output_size
 
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     model = BasicAVSR.from_config(case["config"]).eval()
     h, w = case["lr"]
-    kernel = model.upsampler.kernel
-    spent = {"kernel": 0.0}
-    original_forward = kernel.forward
-
-    def timed_kernel(lr_size, hr_size, region=None):
-        start = time.perf_counter()
-        if case.get("kernel") == "per_pixel":  # no cache: the hyper-network at every HR pixel of the tile
-            top, bottom, left, right = region
-            rows = axis_phases(lr_size[0], hr_size[0], top, bottom)
-            cols = axis_phases(lr_size[1], hr_size[1], left, right)
-            code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
-            out = kernel.compute(code, rows.offset, cols.offset).permute(2, 3, 0, 1)
-        else:
-            out = original_forward(lr_size, hr_size, region)
-        spent["kernel"] += time.perf_counter() - start
-        return out
-
-    kernel.forward = timed_kernel
     upsampler = model.upsampler
-    original_phase_convolution = upsampler._phase_convolution
+    spent = {"kernel": 0.0}
+    original_grid_table = upsampler.grid_table
+    original_kernels_of_phases = upsampler.kernel.kernels_of_phases
 
-    def timed_phase_convolution(lr_size, hr_size):  # builds the per-phase kernels (cached per grid)
-        start = time.perf_counter()
-        out = original_phase_convolution(lr_size, hr_size)
-        spent["kernel"] += time.perf_counter() - start
-        return out
+    def timed(function):
+        def run(*args):
+            start = time.perf_counter()
+            out = function(*args)
+            spent["kernel"] += time.perf_counter() - start
+            return out
 
-    upsampler._phase_convolution = timed_phase_convolution
-    if case.get("kernel") == "per_pixel":
-        upsampler.phase_convolution = False  # every HR pixel through the literal path
+        return run
+
+    # The kernel branch: the grid's kernel tables (cached per grid) or the kernels of each tile's phases.
+    upsampler.grid_table = timed(original_grid_table)
+    upsampler.kernel.kernels_of_phases = timed(original_kernels_of_phases)
+    if case.get("kernel") == "per_tile":
+        upsampler.kernel.cache_limit = 0  # no grid cache: every tile computes the kernels of its phases
+    if case.get("compiled"):
+        return compiled_case(case, model)
     result = dict(case)
     with torch.no_grad():
         if case.get("stream"):
@@ -84,6 +76,30 @@ def run_case(case: dict) -> dict:
     return result
 
 
+def compiled_case(case: dict, model) -> dict:
+    """Streaming (unidirectional), eager and `compile=True`: ms per frame after the compiled variants exist."""
+    import torch
+
+    h, w = case["lr"]
+    clip = torch.rand(1, case["frames"], 3, h, w)
+    result = dict(case)
+    outputs = {}
+    with torch.no_grad():
+        for name, option in (("eager", False), ("compiled", True)):
+            stream = model.stream(scale=case["scale"], mode="unidirectional", compile=option)
+            start = time.perf_counter()
+            warm = [stream.push(clip[:, t])[0] for t in range(3)]  # three step variants: 0, 1, 2 previous states
+            result[f"{name}_first_3_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            rest = [stream.push(clip[:, t])[0] for t in range(3, case["frames"])]
+            result[f"{name}_ms_per_frame"] = 1000 * (time.perf_counter() - start) / (case["frames"] - 3)
+            outputs[name] = torch.stack(warm + rest, dim=1)
+    result["max_abs_difference"] = float((outputs["compiled"] - outputs["eager"]).abs().max())
+    result["hr"] = list(outputs["eager"].shape[-2:])
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
 def spawn(case: dict) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--case", json.dumps(case)], check=True, capture_output=True, text=True
@@ -101,11 +117,15 @@ def cases(quick: bool, threads: int, parts: set[str]) -> list[dict]:
             for scale in scales:
                 for mode in MODES:
                     grid.append(dict(config=config, lr=lr, scale=scale, mode=mode, frames=10, threads=threads))
-    # the kernel branch with and without the cache (×4 and ×3.7)
+    # the kernel branch with and without the grid cache (×4 and ×3.7)
     for config in configs if "kernel" in parts else []:
         for scale in ([4.0] if quick else [4.0, 3.7]):
-            grid.append(dict(config=config, lr=sizes[-1], scale=scale, mode="unidirectional", frames=3, threads=threads, kernel="per_pixel"))
+            grid.append(dict(config=config, lr=sizes[-1], scale=scale, mode="unidirectional", frames=3, threads=threads, kernel="per_tile"))
             grid.append(dict(config=config, lr=sizes[-1], scale=scale, mode="unidirectional", frames=3, threads=threads, kernel="cached"))
+    # torch.compile: the streamed per-frame step, eager vs compiled (inductor), small frames
+    for config in configs if "compile" in parts else []:
+        for scale in ([4.0] if quick else [4.0, 3.7]):
+            grid.append(dict(config=config, lr=(64, 64), scale=scale, mode="unidirectional", frames=8, threads=threads, compiled=True))
     # streaming memory: T = 10 vs T = 50
     for frames in (10, 50) if "stream" in parts else ():
         grid.append(dict(config="lite", lr=sizes[-1], scale=4.0, mode="lookahead", frames=frames, threads=threads, stream=True))
@@ -117,7 +137,7 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="grid,kernel,stream", help="comma list of grid, kernel, stream")
+    parser.add_argument("--parts", default="grid,kernel,stream,compile", help="comma list of grid, kernel, stream, compile")
     parser.add_argument("--config", help="only this configuration (lite or paper)")
     parser.add_argument("--lr", help="only this LR size, e.g. 64x64")
     parser.add_argument("--scale", type=float, help="only this scale")
@@ -141,6 +161,14 @@ def main() -> None:
     for case in selected:
         r = spawn(case)
         results.append(r)
+        if r.get("compiled"):
+            print(
+                f"{r['config']:6} {r['lr'][0]:>3}x{r['lr'][1]:<4} {r['hr'][0]:>4}x{r['hr'][1]:<5} {r['scale']:>5} stream, eager "
+                f"{r['eager_ms_per_frame']:.0f} ms/frame, compiled {r['compiled_ms_per_frame']:.0f} ms/frame "
+                f"(first 3 frames {r['eager_first_3_s']:.1f} s / {r['compiled_first_3_s']:.1f} s), max |diff| {r['max_abs_difference']:.1e}",
+                flush=True,
+            )
+            continue
         kind = "stream" if r.get("stream") else r.get("kernel", "cached")
         print(
             f"{r['config']:6} {r['lr'][0]:>3}x{r['lr'][1]:<4} {r['hr'][0]:>4}x{r['hr'][1]:<5} {r['scale']:>5} {r['mode']:14} "

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from videoanyup.layers.hyper_upsampler import HyperUpsampler
 
@@ -67,18 +68,97 @@ def test_gradients_reach_both_branches_on_a_training_crop():
     assert up.kernel.first.linear.weight.grad.abs().sum() > 0
 
 
+def dense_reference(up: HyperUpsampler, state, frame, size, region=None, *, phase_shift: int = 0):
+    """The unit evaluated the literal way (DESIGN.md §4.5), sharing nothing with the library's evaluation but
+    the modules: unfold the whole LR map, `F.interpolate` it to the HR grid, a kernel at every HR pixel
+    from the hyper-network at that pixel's own floating-point offset, multiply, `F.fold` (or sum), 1×1 conv,
+    LeakyReLU, 3×3 conv, plus `F.interpolate` of the frame; then crop. `phase_shift` moves every kernel
+    by that many HR pixels (a deliberately wrong phase, to show the comparison would catch one)."""
+    feats = up.blocks(state)
+    n, c, h, w = feats.shape
+    k = up.kernel_size
+    H, W = size
+    unfolded = F.unfold(feats, k, padding=k // 2).view(n, c * k * k, h, w)  # channel c·K² + k
+    sampled = F.interpolate(unfolded, size=size, mode="bilinear", align_corners=False)
+    def offsets(lr_len, hr_len):
+        u = (torch.arange(hr_len, dtype=torch.float64) + phase_shift + 0.5) * lr_len / hr_len - 0.5
+        return u - torch.floor(u + 0.5)
+    kernels = up.kernel.compute((2 * h / H, 2 * w / W), offsets(h, H), offsets(w, W))  # (H, W, K², C)
+    kernels = kernels.permute(3, 2, 0, 1).reshape(c * k * k, H, W)
+    product = sampled * kernels
+    if up.fold_mode == "fold":
+        fused = F.fold(product.view(n, c * k * k, H * W), (H, W), k, padding=k // 2)
+    else:
+        fused = product.view(n, c, k * k, H, W).sum(dim=2)
+    out = up.to_rgb(up.act(up.mix(fused))) + F.interpolate(frame, size=size, mode=up.skip, align_corners=False)
+    top, bottom, left, right = region or (0, H, 0, W)
+    return out[..., top:bottom, left:right]
+
+
+# Integer, non-integer (37 phases over 10 LR rows), asymmetric, gcd 1 on one axis, a downscale and ×1.
+GRIDS = [((9, 12), (36, 48)), ((10, 12), (37, 44)), ((9, 12), (18, 47)), ((12, 10), (13, 37)), ((8, 8), (8, 8)), ((9, 9), (7, 5))]
+
+
 @pytest.mark.parametrize("fold", ["fold", "sum"])
-@pytest.mark.parametrize("lr, size", [((9, 12), (36, 48)), ((10, 12), (37, 44)), ((9, 12), (18, 47)), ((12, 10), (13, 37)), ((8, 8), (8, 8))])
-def test_phase_convolution_equals_the_literal_evaluation(fold, lr, size):
-    literal = HyperUpsampler(5, num_blocks=1, fold=fold, phase_convolution=False, tile_size=16).eval()
-    fast = HyperUpsampler(5, num_blocks=1, fold=fold, phase_convolution=True, tile_size=16).eval()
-    fast.load_state_dict(literal.state_dict())
+@pytest.mark.parametrize("lr, size", GRIDS)
+@pytest.mark.parametrize("tile_size", [5, 16, 10_000])  # 5: tiles split the phase rows (37 phases per period)
+def test_equals_the_dense_per_pixel_reference(fold, lr, size, tile_size):
+    up = HyperUpsampler(5, num_blocks=1, fold=fold, tile_size=tile_size, skip="bicubic" if fold == "sum" else "bilinear").eval()
     state, frame = torch.randn(2, 5, *lr), torch.rand(2, 3, *lr)
+    region = (1, size[0], min(2, size[1] - 1), size[1] - 1) if size[1] > 2 else None
     with torch.no_grad():
-        expected = literal(state, frame, size)
-        got = fast(state, frame, size)
-        assert fast._phase_cache is not None  # the fast path really ran
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        expected = dense_reference(up, state, frame, size)
+        torch.testing.assert_close(up(state, frame, size), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(up(state, frame, size, region), dense_reference(up, state, frame, size, region), atol=1e-5, rtol=0)
+        up.kernel.cache_limit = 0  # the path for grids with too many phases: kernels of each tile's phases only
+        torch.testing.assert_close(up(state, frame, size), expected, atol=1e-5, rtol=0)
+
+
+def test_the_reference_comparison_catches_a_wrong_phase_or_a_shifted_tile():
+    """What 1e-5 guards against: a kernel one phase off, or a tile one pixel off, moves the output by far more."""
+    up = HyperUpsampler(5, num_blocks=1).eval()
+    lr, size = (10, 12), (37, 44)
+    state, frame = torch.randn(1, 5, *lr), torch.rand(1, 3, *lr)
+    with torch.no_grad():
+        got = up(state, frame, size)
+        wrong_phase = dense_reference(up, state, frame, size, phase_shift=1)
+        shifted_tile = up(state, frame, size, (1, 37, 0, 44))
+    assert (got - wrong_phase).abs().max() > 1e-2
+    assert (got[..., :36, :] - shifted_tile).abs().max() > 1e-2
+
+
+class DispatchCounter(TorchDispatchMode):
+    """ATen operations (views excluded) and host scalar reads (`aten._local_scalar_dense`), as
+    `benchmarks/count_ops.py` counts them."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.host_reads = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.host_reads += 1
+        elif not func.is_view:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("skip", ["bilinear", "bicubic"])
+def test_operations_per_frame_do_not_depend_on_the_scale_and_read_nothing_on_the_host(skip):
+    up = HyperUpsampler(4, num_blocks=1, tile_size=16, skip=skip).eval()
+    state, frame = torch.randn(1, 4, 12, 16), torch.rand(1, 3, 12, 16)
+    counts = {}
+    # ×4 and ×3.7 (37 phases per period on both axes): 3 × 4 tiles each.
+    for size in [(48, 64), (44, 59)]:
+        with torch.no_grad():
+            up(state, frame, size)  # the first frame of a grid makes its kernels and indices
+            counter = DispatchCounter()
+            with counter:
+                up(state, frame, size)
+        counts[size] = counter
+        assert counter.host_reads == 0
+    assert counts[(44, 59)].ops == counts[(48, 64)].ops
+    assert counts[(48, 64)].ops <= 12 * 12  # a dozen per tile, with the edges and the skip
 
 
 def test_grids_first_seen_under_inference_mode_still_train():

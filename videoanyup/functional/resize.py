@@ -28,15 +28,39 @@ def downsample(x: Tensor, size: Sequence[int], *, antialias: bool = False) -> Te
     return out.reshape(*lead, c, *out.shape[-2:])
 
 
-def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them, on the
-    CPU (their bounds are read on the host: taps made on a GPU would cost a device synchronisation each)."""
+_TAPS: dict[tuple, tuple] = {}  # memoised taps, see `_memo`
+_TAPS_LIMIT = 256
+
+
+def _memo(make, *key) -> tuple:
+    """`make(*key)`, memoised: every frame of a video asks for the same taps. Made outside inference mode
+    (so they can serve autograd later) and moved to the device once. A plain dict rather than
+    `functools.lru_cache`, so that `torch.compile` reads a warm entry as a constant instead of tracing
+    `make` (whose host reads would break the graph)."""
+    full = (make.__name__, *key)
+    if full not in _TAPS:
+        if len(_TAPS) >= _TAPS_LIMIT:
+            _TAPS.clear()
+        with torch.inference_mode(False):
+            _TAPS[full] = make(*key)
+    return _TAPS[full]
+
+
+def _axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, Tensor, int, int]:
+    """Bilinear taps `(i0, i1, frac)` of HR positions `start..stop-1` as `F.interpolate` computes them, on
+    `device`, with the region's LR support `(lo, hi)` as Python ints (the taps count from lo), so that no
+    frame reads a tensor value on the host. Memoised."""
+    return _memo(_make_axis_taps, lr_len, hr_len, start, stop, dtype, device)
+
+
+def _make_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, Tensor, int, int]:
     index = torch.arange(start, stop, dtype=torch.float64)
     source = ((index + 0.5) * (lr_len / hr_len) - 0.5).clamp(min=0.0)
     i0 = source.floor().long().clamp(max=lr_len - 1)
     i1 = (i0 + 1).clamp(max=lr_len - 1)
     frac = (source - i0.to(torch.float64)).to(dtype)
-    return i0, i1, frac
+    lo, hi = int(i0[0]), int(i1[-1]) + 1  # taps are monotonic
+    return (*(t.to(device) for t in (i0 - lo, i1 - lo, frac)), lo, hi)
 
 
 def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
@@ -54,15 +78,12 @@ def bilinear_upsample(x: Tensor, size: Sequence[int], region: Region | None = No
     """
     *lead, h, w = x.shape
     top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
-    r0, r1, rf = _axis_taps(h, int(size[0]), top, bottom, x.dtype)
-    c0, c1, cf = _axis_taps(w, int(size[1]), left, right, x.dtype)
-    row_lo, row_hi = int(r0[0]), int(r1[-1]) + 1  # taps are monotonic: the LR support of the region
-    col_lo, col_hi = int(c0[0]), int(c1[-1]) + 1
-    r0, r1, rf, c0, c1, cf = (t.to(x.device, non_blocking=True) for t in (r0, r1, rf, c0, c1, cf))
+    r0, r1, rf, row_lo, row_hi = _axis_taps(h, int(size[0]), top, bottom, x.dtype, x.device)
+    c0, c1, cf, col_lo, col_hi = _axis_taps(w, int(size[1]), left, right, x.dtype, x.device)
     support = x[..., row_lo:row_hi, col_lo:col_hi].reshape(-1, row_hi - row_lo, col_hi - col_lo)  # (M, sh, sw)
-    rows = torch.lerp(gather_rows(support, r0 - row_lo), gather_rows(support, r1 - row_lo), rf[:, None])  # (M, th, sw)
+    rows = torch.lerp(gather_rows(support, r0), gather_rows(support, r1), rf[:, None])  # (M, th, sw)
     rows = transpose_maps(rows)  # (M, sw, th)
-    out = torch.lerp(gather_rows(rows, c0 - col_lo), gather_rows(rows, c1 - col_lo), cf[:, None])  # (M, tw, th)
+    out = torch.lerp(gather_rows(rows, c0), gather_rows(rows, c1), cf[:, None])  # (M, tw, th)
     return transpose_maps(out).view(*lead, bottom - top, right - left)
 
 
@@ -78,20 +99,26 @@ def _cubic_weights(t: Tensor) -> Tensor:
     return torch.stack((far(t + 1), near(t), near(1 - t), far(2 - t)), dim=-1)
 
 
-def _cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype) -> tuple[Tensor, Tensor]:
-    """Bicubic taps of HR positions `start..stop-1` as `F.interpolate(mode="bicubic")` computes them, on the CPU:
-    indices `(L, 4)` (clamped to the axis, torch's border rule) and weights `(L, 4)`."""
+def _cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, int, int]:
+    """Bicubic taps of HR positions `start..stop-1` as `F.interpolate(mode="bicubic")` computes them: indices
+    `(L, 4)` (clamped to the axis, torch's border rule; counting from lo) and weights `(L, 4)` on `device`,
+    with the LR support `(lo, hi)` as Python ints. Memoised."""
+    return _memo(_make_cubic_axis_taps, lr_len, hr_len, start, stop, dtype, device)
+
+
+def _make_cubic_axis_taps(lr_len: int, hr_len: int, start: int, stop: int, dtype, device) -> tuple[Tensor, Tensor, int, int]:
     index = torch.arange(start, stop, dtype=torch.float64)
     source = (index + 0.5) * (lr_len / hr_len) - 0.5  # not clamped at 0 for cubic, as torch does
     base = source.floor()
     weights = _cubic_weights(source - base).to(dtype)
     taps = (base.long()[:, None] + torch.arange(-1, 3)).clamp(0, lr_len - 1)
-    return taps, weights
+    lo, hi = int(taps.min()), int(taps.max()) + 1
+    return (taps - lo).to(device), weights.to(device), lo, hi
 
 
-def _cubic_pass(x: Tensor, taps: Tensor, weights: Tensor, offset: int) -> Tensor:
-    """`(M, A, B)` → `(M, L, B)`: out[:, i] = Σ_k weights[i, k] · x[:, taps[i, k] − offset]."""
-    picked = gather_rows(x, (taps - offset).flatten())  # (M, L·4, B)
+def _cubic_pass(x: Tensor, taps: Tensor, weights: Tensor) -> Tensor:
+    """`(M, A, B)` → `(M, L, B)`: out[:, i] = Σ_k weights[i, k] · x[:, taps[i, k]]."""
+    picked = gather_rows(x, taps.flatten())  # (M, L·4, B)
     picked = picked.view(x.shape[0], taps.shape[0], 4, x.shape[-1])
     return torch.einsum("mlkb,lk->mlb", picked, weights)
 
@@ -102,17 +129,22 @@ def bicubic_upsample(x: Tensor, size: Sequence[int], region: Region | None = Non
     `region`, to float rounding. Separable, each axis a gather of four taps over the region's LR support."""
     *lead, h, w = x.shape
     top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
-    row_taps, row_weights = _cubic_axis_taps(h, int(size[0]), top, bottom, x.dtype)
-    col_taps, col_weights = _cubic_axis_taps(w, int(size[1]), left, right, x.dtype)
-    row_lo, row_hi = int(row_taps.min()), int(row_taps.max()) + 1  # the LR support of the region
-    col_lo, col_hi = int(col_taps.min()), int(col_taps.max()) + 1
-    row_taps, row_weights, col_taps, col_weights = (
-        t.to(x.device, non_blocking=True) for t in (row_taps, row_weights, col_taps, col_weights)
-    )
+    row_taps, row_weights, row_lo, row_hi = _cubic_axis_taps(h, int(size[0]), top, bottom, x.dtype, x.device)
+    col_taps, col_weights, col_lo, col_hi = _cubic_axis_taps(w, int(size[1]), left, right, x.dtype, x.device)
     support = x[..., row_lo:row_hi, col_lo:col_hi].reshape(-1, row_hi - row_lo, col_hi - col_lo)  # (M, sh, sw)
-    rows = transpose_maps(_cubic_pass(support, row_taps, row_weights, row_lo))  # (M, sw, th)
-    out = _cubic_pass(rows, col_taps, col_weights, col_lo)  # (M, tw, th)
+    rows = transpose_maps(_cubic_pass(support, row_taps, row_weights))  # (M, sw, th)
+    out = _cubic_pass(rows, col_taps, col_weights)  # (M, tw, th)
     return transpose_maps(out).view(*lead, bottom - top, right - left)
+
+
+def prepare_upsample(lr_size: Sequence[int], size: Sequence[int], region: Region | None = None, *, mode: str = "bilinear", dtype=torch.float32, device="cpu") -> None:
+    """Make (and memoise) the taps `upsample` will use for this grid, region, dtype and device, so that a
+    compiled caller traces no tap arithmetic."""
+    top, bottom, left, right = check_region(region, (int(size[0]), int(size[1])))
+    make = {"bilinear": _axis_taps, "bicubic": _cubic_axis_taps}[mode]
+    device = torch.device(device)
+    make(int(lr_size[0]), int(size[0]), top, bottom, dtype, device)
+    make(int(lr_size[1]), int(size[1]), left, right, dtype, device)
 
 
 def upsample(x: Tensor, size: Sequence[int], region: Region | None = None, *, mode: str = "bilinear") -> Tensor:

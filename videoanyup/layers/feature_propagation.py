@@ -34,6 +34,29 @@ from videoanyup.layers.residual import ResidualStack
 MODES = ("bidirectional", "unidirectional", "lookahead", "perframe")
 
 
+def advance_forward(
+    propagation: "FeaturePropagation",
+    code: Tensor,
+    context: Tensor | None,
+    states: list[Tensor],
+    flow_to_prev: Tensor | None,
+    prev_flow: Tensor | None,
+) -> Tensor:
+    """One step of the forward branch, tensors in and out (what `ForwardRecurrence.step` runs, and what a
+    compiled stream traces).
+
+    Args:
+        code: `(B, S, h, w)` code of frame t; context: `(B, S, h, w)` or None.
+        states: `[s_{t−1}, s_{t−2}]` (0 to 2 of them, `(B, S, h, w)`).
+        flow_to_prev: `(B, 2, h, w)` f_{t→t−1} (used when `states` is not empty).
+        prev_flow: `(B, 2, h, w)` f_{t−1→t−2} (used when there are two states).
+    Returns:
+        `(B, S, h, w)` the state of frame t.
+    """
+    flows = [flow_to_prev, prev_flow][: len(states)]
+    return propagation.forward_step(code, context, states, flows)
+
+
 class ForwardRecurrence:
     """The forward branch's loop, one frame at a time (batch or stream alike).
 
@@ -67,11 +90,15 @@ class ForwardRecurrence:
             return self.propagation.forward_step(code, context, [], [])
         if self.states and flow_to_prev is None:
             raise ValueError("flow_to_prev (B, 2, h, w) is needed once the recurrence has a previous state")
-        flows = [flow_to_prev, self.flow][: len(self.states)]
-        state = self.propagation.forward_step(code, context, self.states, flows)
+        state = advance_forward(self.propagation, code, context, self.states, flow_to_prev, self.flow)
+        self.record(state, flow_to_prev)
+        return state
+
+    def record(self, state: Tensor, flow_to_prev: Tensor | None) -> None:
+        """Keep the state of frame t `(B, S, h, w)` and f_{t→t−1} `(B, 2, h, w)` for the next step (a caller that
+        ran `advance_forward` itself, e.g. a compiled stream step, records its result here)."""
         self.flow = flow_to_prev if self.states else None
         self.states = [state, *self.states][:2]
-        return state
 
 
 class FeaturePropagation(nn.Module):

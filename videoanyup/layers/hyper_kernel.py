@@ -47,6 +47,13 @@ def _as_range(index: Tensor) -> slice | None:
     return None
 
 
+def _period_range(start: int, stop: int, period: int) -> slice | None:
+    """The phases of positions `start..stop-1` as a slice, when they lie inside one period."""
+    if start // period == (stop - 1) // period:
+        return slice(start % period, start % period + stop - start)
+    return None
+
+
 def _take(table: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """`table[:, rows][:, :, cols]` for `(M, A, B)`; a view without copying when both are ranges.
 
@@ -182,6 +189,14 @@ class HyperKernel(nn.Module):
             self._cache[key] = kernels
         return kernels
 
+    def kernels_of_phases(self, lr_size: tuple[int, int], hr_size: tuple[int, int], row_phases: Tensor, col_phases: Tensor) -> Tensor:
+        """Kernels of some phases of a grid only, never cached: `(out_channels·n_offsets, R, S)` for the phase
+        indices `row_phases` `(R,)` × `col_phases` `(S,)` (CPU int64), laid out like `phase_kernels`."""
+        rows = axis_phases(lr_size[0], hr_size[0], 0, 0)
+        cols = axis_phases(lr_size[1], hr_size[1], 0, 0)
+        scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
+        return self._as_maps(self.compute(scale_code, rows.phase_offsets[row_phases], cols.phase_offsets[col_phases]))
+
     @staticmethod
     def _as_maps(kernels: Tensor) -> Tensor:
         """`(R, S, n, out)` → contiguous `(out·n, R, S)`."""
@@ -218,12 +233,15 @@ class HyperKernel(nn.Module):
         cols = axis_phases(lr_size[1], hr_size[1], left, right)
         if self.cacheable(lr_size, hr_size):
             table = self.phase_kernels(lr_size, hr_size)  # (out·n, P_h, P_w)
+            row_range, col_range = _period_range(top, bottom, rows.period), _period_range(left, right, cols.period)
+            if row_range is not None and col_range is not None:  # decided from the region alone: no host read
+                gathered = table[:, row_range, col_range]
+                return gathered.view(self.out_channels, self.num_offsets, *gathered.shape[-2:]).transpose(0, 1)
             row_index, col_index = rows.phase, cols.phase  # CPU: `_take` moves them if it gathers
         else:
             # Compute only the phases this region uses.
             row_unique, row_index = torch.unique(rows.phase, return_inverse=True)
             col_unique, col_index = torch.unique(cols.phase, return_inverse=True)
-            scale_code = (2.0 * lr_size[0] / hr_size[0], 2.0 * lr_size[1] / hr_size[1])
-            table = self._as_maps(self.compute(scale_code, rows.phase_offsets[row_unique], cols.phase_offsets[col_unique]))
+            table = self.kernels_of_phases(lr_size, hr_size, row_unique, col_unique)
         gathered = _take(table, row_index, col_index)  # (out·n, th, tw)
         return gathered.view(self.out_channels, self.num_offsets, *gathered.shape[-2:]).transpose(0, 1)

@@ -7,31 +7,31 @@
   default) or summed over the K² positions; 1×1 conv, LeakyReLU(0.1), 3×3 conv to RGB;
 - plus the bilinear (DESIGN.md §4.5; or bicubic, `skip`) upsample of the LR frame.
 
-Away from the borders the same sums are evaluated as strided depthwise convolutions, one kernel per phase
-(`PhaseConvolution`), without the `(C·K², H, W)` intermediates. Any rectangular region of the output is
-computed on its own: the region is widened by the fold's and the
-3×3 conv's halos, computed, and cropped, so a tile equals the same region of the full output. A large
+The sampling, the product and the fold are evaluated together as a kernel map over LR patches
+(`kernel_map.py`): per tile, one gather of the cached per-class kernels, one gather of the LR patches and
+one batched product, without the `(C·K², H, W)` intermediates and with the same number of operations at
+every scale. Any rectangular region of the output is computed on its own: the region is widened by the
+3×3 conv's halo, computed, and cropped, so a tile equals the same region of the full output. A large
 output is computed tile by tile (`tile_size`), which bounds memory by the tile, not the frame.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from videoanyup.functional.grid import Region, check_region, num_phases
-from videoanyup.functional.resize import UPSAMPLE_MODES, bilinear_upsample, upsample
+from videoanyup.functional.grid import Region, check_region
+from videoanyup.functional.resize import UPSAMPLE_MODES, prepare_upsample, upsample
 from videoanyup.layers.hyper_kernel import HyperKernel
-from videoanyup.layers.phase_convolution import PhaseConvolution
+from videoanyup.layers.kernel_map import GridPlan, convolve, gather_product
 from videoanyup.layers.residual import ResidualBlock
 
 FOLD_MODES = ("fold", "sum")
-MAX_ROW_PHASES = 256  # one convolution call per row phase
-PHASE_WEIGHT_LIMIT = 2**24  # values of the stacked per-phase kernels
+TABLE_LIMIT = 2**24  # values of a grid's kernel map (C·E²·Q_h·Q_w); above it, the tiles make their own
+CONV_LIMIT = 2**26  # values of the interior's stacked kernels (C·P_h·P_w·E_h'·E_w'; 17 M for `paper` at ×3.7)
 
 
 def _widen(region: Region, margin: int, size: tuple[int, int]) -> Region:
@@ -49,34 +49,6 @@ def tiles(region: Region, tile_size: int) -> list[Region]:
     ]
 
 
-class FrameFeatures:
-    """The feature branch's LR maps of one frame, with the derived maps each evaluation path needs, made once.
-
-    Attributes:
-        features: `(N, C, h, w)`.
-        unfolded: a callable returning `(N, C·K², h, w)`, the K×K unfold (channel c·K² + k), made on first use.
-        padded(margin): `(N, C, h + 2m, w + 2m)` zero-padded features, made once per margin.
-    """
-
-    def __init__(self, features: Tensor, kernel_size: int) -> None:
-        self.features, self.kernel_size = features, kernel_size
-        self.lr_size = (features.shape[-2], features.shape[-1])
-        self._unfolded: Tensor | None = None
-        self._padded: dict[int, Tensor] = {}
-
-    def unfolded(self) -> Tensor:
-        if self._unfolded is None:
-            k = self.kernel_size
-            flat = F.unfold(self.features, k, padding=k // 2)  # (N, C·K², h·w)
-            self._unfolded = flat.view(self.features.shape[0], -1, *self.lr_size)
-        return self._unfolded
-
-    def padded(self, margin: int) -> Tensor:
-        if margin not in self._padded:
-            self._padded[margin] = F.pad(self.features, (margin,) * 4)
-        return self._padded[margin]
-
-
 class HyperUpsampler(nn.Module):
     """`(g_t, x_t)` at LR → the HR frame (or a region of it).
 
@@ -87,8 +59,6 @@ class HyperUpsampler(nn.Module):
         fold: "fold" (scatter-add to HR neighbours) or "sum" (plain sum over the K² positions).
         tile_size: side of the HR tiles computed at once.
         hyper: keyword arguments of `HyperKernel` (frequencies, group_dim, hidden, depth, omega).
-        phase_convolution: evaluate the interior as strided depthwise convolutions per phase (exact, much
-            faster; see `phase_convolution.py`) when the grid has few phases.
         skip: interpolation of the LR frame that the residual is added to: "bilinear" (the paper) or "bicubic".
     """
 
@@ -102,7 +72,6 @@ class HyperUpsampler(nn.Module):
         tile_size: int = 192,
         out_channels: int = 3,
         hyper: dict | None = None,
-        phase_convolution: bool = True,
         skip: str = "bilinear",
     ) -> None:
         super().__init__()
@@ -121,8 +90,8 @@ class HyperUpsampler(nn.Module):
         self.mix = nn.Conv2d(channels, channels, 1)
         self.act = nn.LeakyReLU(0.1, inplace=True)
         self.to_rgb = nn.Conv2d(channels, out_channels, 3, padding=1)
-        self.phase_convolution = phase_convolution
-        self._phase_cache: tuple[Tensor, PhaseConvolution] | None = None
+        self._plan: GridPlan | None = None  # one grid at a time: a video keeps its grid
+        self._table: tuple[Tensor, Tensor] | None = None  # (phase kernels, the grid's kernel map made from them)
 
     def forward(self, state: Tensor, frame: Tensor, size: Sequence[int], region: Region | None = None) -> Tensor:
         """Args:
@@ -135,89 +104,118 @@ class HyperUpsampler(nn.Module):
         """
         size = (int(size[0]), int(size[1]))
         region = check_region(region, size)
-        features = FrameFeatures(self.blocks(state), self.kernel_size)
+        features = self.blocks(state)  # (N, C, h, w)
+        plan = self.plan((features.shape[-2], features.shape[-1]), size, features.device)
+        return self.render(features, frame, plan, region, self.grid_table(plan))
+
+    # -- what is made once per grid ----------------------------------------------------------------
+    def plan(self, lr_size: tuple[int, int], size: tuple[int, int], device) -> GridPlan:
+        """The grid's index arithmetic on `device` (cached, with its tiles)."""
+        plan = self._plan
+        if plan is None or (plan.lr_size, plan.hr_size, plan.device) != (lr_size, size, torch.device(device)):
+            with torch.inference_mode(False):  # indices that can serve autograd later
+                plan = GridPlan(lr_size, size, self.kernel_size, self.fold_mode == "fold", torch.device(device))
+            self._plan = plan
+        return plan
+
+    def grid_table(self, plan: GridPlan) -> tuple[Tensor, Tensor] | None:
+        """The kernel map of every class of the grid `(C, Q_h, E, Q_w, E)` and the interior's stacked kernels
+        (`GridPlan.conv_weights`); cached with the phase kernels they were made from, unless gradients flow
+        through them. None where the tiles compute the kernels of their own phases instead (grids with too
+        many phases)."""
+        kernel = self.kernel
+        lr_size, size = plan.lr_size, plan.hr_size
+        channels = kernel.out_channels
+        if not kernel.cacheable(lr_size, size) or plan.table_numel(channels) > TABLE_LIMIT or plan.conv_numel(channels) > CONV_LIMIT:
+            return None
+        kernels = kernel.phase_kernels(lr_size, size)  # (C·K², P_h, P_w), cached when no gradient flows
+        cached = self._table
+        if cached is not None and cached[0] is kernels:
+            return cached[1]
+        table = plan.table(kernels)
+        made = (table, plan.conv_weights(table))
+        if not kernels.requires_grad:
+            self._table = (kernels, made)
+        return made
+
+    def prepare(self, frame: Tensor, size: tuple[int, int], region: Region | None = None) -> tuple[GridPlan, tuple[Tensor, Tensor] | None]:
+        """Everything `render` reads besides the frame's values, made now for frames like `frame` `(N, 3, h, w)`
+        (its size, dtype and device): the grid's plan with the indices of every tile and edge band of
+        `region`, the skip's taps, and `grid_table(plan)`. After this, `render` on that region runs tensor
+        operations only (what `torch.compile` traces without graph breaks)."""
+        size = (int(size[0]), int(size[1]))
+        region = check_region(region, size)
+        lr_size = (int(frame.shape[-2]), int(frame.shape[-1]))
+        prepare_upsample(lr_size, size, region, mode=self.skip, dtype=frame.dtype, device=frame.device)
+        plan = self.plan(lr_size, size, frame.device)
+        tables = self.grid_table(plan)
+        for tile_row in self._tile_rows(region):
+            for tile in tile_row:
+                plan.tile(_widen(tile, 1, size))
+        for band in plan.edge_bands(_widen(region, 1, size)) if tables is not None else ():
+            plan.tile(band)
+        return plan, tables
+
+    def clear_cache(self) -> None:
+        """Drop the cached grid (index arithmetic, kernel map and phase kernels)."""
+        self._plan, self._table = None, None
+        self.kernel.clear_cache()
+
+    def train(self, mode: bool = True) -> "HyperUpsampler":
+        self._table = None
+        return super().train(mode)
+
+    # -- per frame ---------------------------------------------------------------------------------
+    def render(self, features: Tensor, frame: Tensor, plan: GridPlan, region: Region, tables: tuple[Tensor, Tensor] | None) -> Tensor:
+        """The output on `region` from the feature branch's maps: `(N, C, h, w)`, `(N, 3, h, w)` → `(N, 3, th, tw)`.
+
+        `tables`: `grid_table(plan)`, or None to compute each tile's kernels on the spot.
+        """
+        padded = F.pad(features, plan.pad)  # (N, C, h', w'): the unfold's zero padding, and room for the gathers
+        bands = []
+        if tables is not None:  # the edge rows and columns, once for all tiles
+            table = tables[0]
+            for band in plan.edge_bands(_widen(region, 1, plan.hr_size)):
+                tile = plan.tile(band)
+                kernel_map = table.index_select(1, tile.row_class).index_select(3, tile.col_class)  # (C, bh, E, bw, E)
+                bands.append((band, gather_product(padded, tile, kernel_map, (plan.rows.extent, plan.cols.extent))))
         rows = []
         for tile_row in self._tile_rows(region):
-            rows.append(torch.cat([self._tile(features, frame, size, tile) for tile in tile_row], dim=-1))
-        return torch.cat(rows, dim=-2)
+            parts = [self._tile(padded, plan, tables, bands, tile) for tile in tile_row]
+            rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
+        residual = rows[0] if len(rows) == 1 else torch.cat(rows, dim=-2)  # (N, 3, th, tw)
+        return residual + upsample(frame, plan.hr_size, region, mode=self.skip)
 
     def _tile_rows(self, region: Region) -> list[list[Region]]:
         all_tiles = tiles(region, self.tile_size)
         per_row = len(range(region[2], region[3], self.tile_size))
         return [all_tiles[i : i + per_row] for i in range(0, len(all_tiles), per_row)]
 
-    def _phase_convolution(self, lr_size: tuple[int, int], size: tuple[int, int]) -> PhaseConvolution | None:
-        """The convolutional evaluation of this grid, if it pays (few phases), cached with the kernels."""
-        kernel = self.kernel
-        if not self.phase_convolution or not kernel.cacheable(lr_size, size):
-            return None
-        p_h, p_w = num_phases(lr_size[0], size[0]), num_phases(lr_size[1], size[1])
-        # The stacked per-phase kernels: P_h · C·P_w · (≈4) · (≈4 + column stride) values.
-        stride_w = lr_size[1] // math.gcd(lr_size[1], size[1])
-        if p_h > MAX_ROW_PHASES or p_h * p_w * kernel.out_channels * 4 * (4 + stride_w) > PHASE_WEIGHT_LIMIT:
-            return None
-        table = kernel.phase_kernels(lr_size, size)
-        cached = self._phase_cache
-        if cached is not None and cached[0] is table:
-            return cached[1]
-        evaluator = PhaseConvolution(table, self.kernel_size, lr_size, size, fold=self.fold_mode == "fold")
-        if not table.requires_grad:
-            self._phase_cache = (table, evaluator)
-        return evaluator
-
-    def fused_features(self, features: "FrameFeatures", size: tuple[int, int], region: Region) -> Tensor:
+    def fused_features(self, padded: Tensor, plan: GridPlan, tables, bands: list, region: Region) -> Tensor:
         """`fold(s ⊙ w)` on `region`: `(N, C, th, tw)`.
 
-        The interior goes through `PhaseConvolution` when the grid allows it; border bands (and everything,
-        otherwise) through the direct evaluation.
+        Args:
+            padded: `(N, C, h', w')` the feature branch's maps, zero-padded by `plan.pad`.
+            tables: `grid_table(plan)` or None; bands: the edge bands `[(region, (N, C, bh, bw))]` (with tables).
         """
-        lr_size = features.lr_size
-        fast = self._phase_convolution(lr_size, size)
-        unfolded = features.unfolded
-        if fast is None:
-            return self._direct(unfolded, lr_size, size, region)
+        tile = plan.tile(region)
+        if tables is None:  # the whole region by gathers, with the kernels of its own phases
+            kernels = self.kernel.kernels_of_phases(plan.lr_size, plan.hr_size, tile.row_phases, tile.col_phases)
+            kernel_map = tile.table(kernels).index_select(1, tile.local_row_class).index_select(3, tile.local_col_class)
+            return gather_product(padded, tile, kernel_map, (plan.rows.extent, plan.cols.extent))
         top, bottom, left, right = region
-        in_top, in_bottom, in_left, in_right = fast.interior
-        core = (max(top, in_top), min(bottom, in_bottom), max(left, in_left), min(right, in_right))
-        if core[0] >= core[1] or core[2] >= core[3]:
-            return self._direct(unfolded, lr_size, size, region)
-        middle = [
-            self._direct(unfolded, lr_size, size, (core[0], core[1], left, core[2])) if left < core[2] else None,
-            fast(features.padded(fast.margin), core),
-            self._direct(unfolded, lr_size, size, (core[0], core[1], core[3], right)) if core[3] < right else None,
-        ]
-        bands = [
-            self._direct(unfolded, lr_size, size, (top, core[0], left, right)) if top < core[0] else None,
-            torch.cat([m for m in middle if m is not None], dim=-1),
-            self._direct(unfolded, lr_size, size, (core[1], bottom, left, right)) if core[1] < bottom else None,
-        ]
-        return torch.cat([b for b in bands if b is not None], dim=-2)
+        fused = convolve(padded, tile, tables[1], plan, (bottom - top, right - left))  # exact on the interior
+        for (b_top, b_bottom, b_left, b_right), values in bands:  # the edges from the bands
+            y0, y1, x0, x1 = max(top, b_top), min(bottom, b_bottom), max(left, b_left), min(right, b_right)
+            if y0 < y1 and x0 < x1:
+                fused[..., y0 - top : y1 - top, x0 - left : x1 - left] = values[..., y0 - b_top : y1 - b_top, x0 - b_left : x1 - b_left]
+        return fused
 
-    def _direct(self, unfolded: "Callable[[], Tensor]", lr_size: tuple[int, int], size: tuple[int, int], region: Region) -> Tensor:
-        """`fold(s ⊙ w)` on `region` the literal way: sample, multiply, fold. `(N, C, th, tw)`."""
-        unfolded = unfolded()
-        n, ck2 = unfolded.shape[:2]
-        k2 = self.kernel_size**2
-        margin = self.kernel_size // 2 if self.fold_mode == "fold" else 0
-        wide = _widen(region, margin, size)
-        sampled = bilinear_upsample(unfolded, size, wide)  # (N, C·K², wh, ww)
-        kernels = self.kernel(lr_size, size, wide)  # (K², C, wh, ww)
-        kernels = kernels.transpose(0, 1).flatten(0, 1)  # (C·K², wh, ww), a view
-        product = sampled * kernels
-        wh, ww = product.shape[-2:]
-        if self.fold_mode == "sum":
-            return product.view(n, ck2 // k2, k2, wh, ww).sum(dim=2)
-        folded = F.fold(
-            product.view(n, ck2, wh * ww), (wh, ww), self.kernel_size, padding=self.kernel_size // 2
-        )  # (N, C, wh, ww): each product scatter-added to its K×K neighbours
+    def _tile(self, padded: Tensor, plan: GridPlan, tables, bands: list, region: Region) -> Tensor:
+        """The residual `(N, 3, th, tw)` of one tile."""
+        inner = _widen(region, 1, plan.hr_size)  # the 3×3 conv's halo, inside the frame
+        fused = self.act(self.mix(self.fused_features(padded, plan, tables, bands, inner)))  # (N, C, ih, iw)
+        # The conv's zero padding stands where the halo left the frame, as the full-frame conv sees it.
+        residual = F.conv2d(fused, self.to_rgb.weight, self.to_rgb.bias, padding=1)  # (N, 3, ih, iw)
         top, bottom, left, right = region
-        return folded[..., top - wide[0] : bottom - wide[0], left - wide[2] : right - wide[2]]
-
-    def _tile(self, features: "FrameFeatures", frame: Tensor, size: tuple[int, int], region: Region) -> Tensor:
-        inner = _widen(region, 1, size)  # the 3×3 conv's halo, inside the frame
-        fused = self.act(self.mix(self.fused_features(features, size, inner)))  # (N, C, ih, iw)
-        top, bottom, left, right = region
-        # Zero padding where the halo leaves the frame, as the full-frame conv would see.
-        pad = (1 - (left - inner[2]), 1 - (inner[3] - right), 1 - (top - inner[0]), 1 - (inner[1] - bottom))
-        residual = F.conv2d(F.pad(fused, pad), self.to_rgb.weight, self.to_rgb.bias)  # (N, 3, th, tw)
-        return residual + upsample(frame, size, region, mode=self.skip)
+        return residual[..., top - inner[0] : bottom - inner[0], left - inner[2] : right - inner[2]]

@@ -183,8 +183,10 @@ class BasicAVSR(ConfiguredNetwork):
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
         return (out[:, 0] if was_image else out).to(in_dtype)
 
-    def stream(self, *, scale=None, size=None, mode: str | None = None):
-        """An online upscaler for "unidirectional" or "lookahead" mode: push frames, get HR frames back."""
+    def stream(self, *, scale=None, size=None, mode: str | None = None, compile: bool | str = False):
+        """An online upscaler for "unidirectional" or "lookahead" mode: push frames, get HR frames back.
+
+        `compile=True` runs each frame's step through `torch.compile` (see `BasicAVSRStream`)."""
         from videoanyup.models.basicavsr_stream import BasicAVSRStream
 
-        return BasicAVSRStream(self, scale=scale, size=size, mode=mode)
+        return BasicAVSRStream(self, scale=scale, size=size, mode=mode, compile=compile)

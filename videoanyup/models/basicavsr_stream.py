@@ -16,6 +16,7 @@ from torch import Tensor
 
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
+from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.validation import check_finite, check_tensor, check_unit_range, compute_dtype
 
 
@@ -39,9 +40,22 @@ class BasicAVSRStream:
         model: a `BasicAVSR`.
         scale / size: as in `BasicAVSR.forward` (exactly one).
         mode: "unidirectional" or "lookahead" (default: `default_stream_mode(model)`).
+        compile: run each frame's step (flow to the previous frame, look-ahead context, recurrent step,
+            upsampler) and the feature extraction through `torch.compile` (True: the default backend,
+            inductor; or a backend's name). The step traces as one graph: the upsampler's grid, kernels and
+            indices are made before it (`HyperUpsampler.prepare`). The first frames compile (the first two
+            have fewer previous states, so three variants); a stream keeps its shapes, so nothing recompiles.
     """
 
-    def __init__(self, model, *, scale: float | Sequence[float] | None = None, size: Sequence[int] | None = None, mode: str | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        scale: float | Sequence[float] | None = None,
+        size: Sequence[int] | None = None,
+        mode: str | None = None,
+        compile: bool | str = False,
+    ) -> None:
         mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
         if mode not in STREAM_MODES:
             raise ValueError(f"mode={mode!r} cannot stream: use 'unidirectional' or 'lookahead' (bidirectional needs the whole clip)")
@@ -58,6 +72,14 @@ class BasicAVSRStream:
         self.prev_frame: Tensor | None = None  # LR frame t−1 of the forward branch
         self.pushed = 0  # frames received
         self.emitted = 0  # HR frames returned
+        if not isinstance(compile, (bool, str)):
+            raise ValueError(f"compile must be True, False or a torch.compile backend name, got {compile!r}")
+        self._upsampler_inputs = None  # (plan, tables) of the stream's grid, made with the first frame
+        self._step, self._extract = self._frame_step, model.extract
+        if compile:
+            backend = "inductor" if compile is True else compile
+            self._step = torch.compile(self._frame_step, backend=backend, dynamic=False)
+            self._extract = torch.compile(model.extract, backend=backend, dynamic=False)
 
     def _check_frame(self, frame: Tensor) -> Tensor:
         frame = check_tensor(frame, "frame")
@@ -77,10 +99,10 @@ class BasicAVSRStream:
         """Add LR frame `(B, 3, h, w)`; returns the HR frames `(B, 3, H, W)` that became ready (0 or 1)."""
         frame = self._check_frame(frame)
         model = self.model
-        if self.frames:
+        if self.k and self.frames:  # only the look-ahead window keeps these flows
             self.steps.append(model.spynet(self.frames[-1], frame))  # f_{j→j+1}
         self.frames.append(frame)
-        self.feats.append(model.extract(frame))
+        self.feats.append(self._extract(frame))
         self.pushed += 1
         if self.pushed <= self.k:
             return []
@@ -108,17 +130,43 @@ class BasicAVSRStream:
 
     def _emit(self, frames: list[Tensor], feats: list[Tensor], steps: list[Tensor]) -> Tensor:
         """Run the forward branch for frame t = frames[0] and upsample it."""
-        model = self.model
-        frame, feat = frames[0], feats[0]
-        if self.mode == "lookahead":
-            context = model.propagation.lookahead_context(feat, feats[1:], steps)
-        else:
-            context = None
-        flow = model.spynet(frame, self.prev_frame) if self.loop.started else None  # f_{t→t−1}
-        state = self.loop.step(feat, context, flow)
-        self.prev_frame = frame
+        if self._upsampler_inputs is None:
+            self._upsampler_inputs = self.model.upsampler.prepare(frames[0], self.hr_size)
+        loop = self.loop
+        state, flow, hr = self._step(frames[0], feats, steps, loop.states, self.prev_frame, loop.flow, self._upsampler_inputs[1])
+        loop.record(state, flow)
+        self.prev_frame = frames[0]
         self.emitted += 1
-        return model.upsampler(state, frame, self.hr_size).to(self.out_dtype)
+        return hr.to(self.out_dtype)
+
+    def _frame_step(
+        self,
+        frame: Tensor,
+        feats: list[Tensor],
+        steps: list[Tensor],
+        prev_states: list[Tensor],
+        prev_frame: Tensor | None,
+        prev_flow: Tensor | None,
+        tables: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """One frame's work, tensor operations only (what `compile=True` compiles).
+
+        Args:
+            frame: `(B, 3, h, w)` LR frame t; feats: k + 1 features `(B, C, h, w)` of frames t..t+k; steps: k
+                flows `(B, 2, h, w)` between them; prev_states: `g_{t−1}`, `g_{t−2}` (0 to 2); prev_frame: frame
+                t − 1; prev_flow: f_{t−1→t−2}; tables: the upsampler's kernel tables (`prepare`).
+        Returns:
+            `g_t` `(B, C, h, w)`, f_{t→t−1} `(B, 2, h, w)` (None on the first frame), the HR frame `(B, 3, H, W)`.
+        """
+        model = self.model
+        feat = feats[0]
+        context = model.propagation.lookahead_context(feat, feats[1:], steps) if self.mode == "lookahead" else None
+        flow = model.spynet(frame, prev_frame) if prev_states else None  # f_{t→t−1}
+        state = advance_forward(model.propagation, feat, context, prev_states, flow, prev_flow)
+        upsampler = model.upsampler
+        plan = self._upsampler_inputs[0]
+        hr = upsampler.render(upsampler.blocks(state), frame, plan, (0, plan.hr_size[0], 0, plan.hr_size[1]), tables)
+        return state, flow, hr
 
     def state_numel(self) -> int:
         """Number of tensor elements the stream holds (constant once the window is full)."""

@@ -24,25 +24,20 @@ def _panning_clip(frames: int, height: int, width: int, step=(1, 2)) -> torch.Te
 
 @pytest.mark.parametrize("mode", ["bidirectional", "unidirectional", "lookahead"])
 def test_lite_loads_by_name_and_is_trained(mode):
-    """The shipped lite weights (one network trained for all three modes on a 2-core CPU) beat bilinear
-    upsampling — the network's zero-residual starting point — at ×2 and ×4, and bicubic at ×4, in every
-    mode, on a clip no training saw."""
-    import torch.nn.functional as F
-
+    """The shipped lite weights (one network trained for all three modes on a 2-core CPU) beat bicubic
+    upsampling — lite's zero-residual starting point (`skip: bicubic`) — at ×2 and ×4, in every mode, on a
+    clip no training saw. (Bilinear is no bar here: on this furry picture it scores above bicubic at ×4.)"""
     model = BasicAVSR.from_pretrained("lite").eval()
-    assert model.config == CONFIGS["lite"]
+    assert model.config == CONFIGS["lite"] and model.config.skip == "bicubic"
     assert set(model.trained_modes) == {"bidirectional", "unidirectional", "lookahead"}
     hr = _panning_clip(5, 96, 128)  # (1, 5, 3, 96, 128)
-    for scale in (2, 4):
+    for scale, margin in ((2, 0.03), (4, 0.1)):
         lr = quantize(degrade(hr[0], (96 // scale, 128 // scale)))  # (5, 3, h, w)
         with torch.no_grad():
             out = quantize(model(lr[None], size=(96, 128), mode=mode)[0])
-        bilinear = quantize(F.interpolate(lr, size=(96, 128), mode="bilinear", align_corners=False))
         bicubic = quantize(bicubic_upscale(lr, (96, 128)))
         score = lambda x: psnr(x, hr[0], crop_border=4).mean().item()  # noqa: E731
-        assert score(out) > score(bilinear) + 0.01, f"×{scale}: {score(out):.2f} dB vs bilinear {score(bilinear):.2f}"
-        if scale == 4:
-            assert score(out) > score(bicubic) + 0.1, f"×4: {score(out):.2f} dB vs bicubic {score(bicubic):.2f}"
+        assert score(out) > score(bicubic) + margin, f"×{scale}: {score(out):.2f} dB vs bicubic {score(bicubic):.2f}"
 
 
 def _readme_python_block(after_heading: str) -> str:

@@ -70,6 +70,15 @@ def test_basicavsr_accepts_float64_and_float16_like_videoanyup(avsr, anyup, dtyp
     assert torch.allclose(torch.stack(streamed, 1).float(), avsr(lr, scale=2, mode="unidirectional"), atol=tolerance)
     video = torch.rand(1, 3, 3, 16, 16)  # VideoAnyUp: features in that dtype give output in that dtype
     assert upsample(torch.randn(1, 3, 5, 4, 4, dtype=dtype), video, model=anyup).dtype == dtype
+    feats = torch.randn(1, 3, 5, 4, 4)  # and guidance video in that dtype is computed in the weights' dtype
+    with torch.no_grad():
+        for mode in ("perframe", "unidirectional"):
+            ours = upsample(feats, video.to(dtype), model=anyup, mode=mode)
+            assert ours.dtype == torch.float32
+            assert torch.allclose(ours, upsample(feats, video.to(dtype).float(), model=anyup, mode=mode), atol=1e-5)
+        stream = anyup.stream(mode="unidirectional")
+        streamed = [o for t in range(3) for o in stream.push(feats[:, t], video[:, t].to(dtype))] + stream.flush()
+        assert torch.allclose(torch.stack(streamed, 1), upsample(feats, video.to(dtype).float(), model=anyup, mode="unidirectional"), atol=1e-5)
 
 
 # -- 8. checkpoint files that cannot be read name the file ------------------------------------------------

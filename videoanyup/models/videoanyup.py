@@ -36,7 +36,7 @@ from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.temporal_candidates import TemporalCandidates, neighbour_deltas
 from videoanyup.layers.window_attention import WindowAttention
 from videoanyup.models.pretrained import ConfiguredNetwork
-from videoanyup.validation import check_positive_int, check_video
+from videoanyup.validation import check_positive_int, check_video, compute_dtype
 
 KIND = "videoanyup"
 
@@ -321,6 +321,7 @@ class VideoAnyUp(ConfiguredNetwork):
         """Checked `(B, T, C, h, w)` features, `(B, T, 3, H0, W0)` video, whether they were images, the mode
         and the output size `(H, W)`."""
         feats, video, was_image = self.check_inputs(feats, video)
+        video = video.to(compute_dtype(self))  # float16 / float64 guidance: computed in the weights' dtype
         mode = self.check_mode(mode)
         h, w = feats.shape[-2:]
         video_size = (int(video.shape[-2]), int(video.shape[-1]))

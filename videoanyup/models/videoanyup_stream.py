@@ -25,6 +25,7 @@ from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.guidance_encoder import resize_guidance
+from videoanyup.validation import compute_dtype
 
 
 @dataclass
@@ -108,7 +109,7 @@ class VideoAnyUpStream:
             if not isinstance(x, Tensor) or x.dim() != 4:
                 raise ValueError(f"{name} must be one frame, a 4-D tensor (B, C, h, w), got {getattr(x, 'shape', x)!r}")
         f5, v5, _ = self.model.check_inputs(feats, frame)
-        feats, frame = f5[:, 0], v5[:, 0]
+        feats, frame = f5[:, 0], v5[:, 0].to(compute_dtype(self.model))  # guidance in the weights' dtype
         h, w = feats.shape[-2:]
         if self.lr_shape is None:
             self.lr_shape = tuple(feats.shape)

@@ -92,6 +92,6 @@ def test_hub_entry_points_take_keyword_only_pretrained():
         hubconf.videoanyup(False)  # noqa: FBT003 - pretrained is keyword-only
     bundled = hubconf.videoanyup(pretrained=True)  # the bundled default weights
     assert not bundled.training and "bidirectional" in bundled.trained_modes
-    assert hubconf.basicavsr(pretrained=True).trained_modes == ("bidirectional",)  # the bundled lite
+    assert hubconf.basicavsr(pretrained=True).trained_modes == ("bidirectional", "unidirectional", "lookahead")  # the bundled lite
     with pytest.raises(ValueError, match="bundled"):
         hubconf.videoanyup(pretrained=True, config="large")  # no such bundled weights

@@ -90,22 +90,28 @@ def step_draws(
 def warm_start(model: VideoAnyUp, path_or_name: str) -> list[str]:
     """Load VideoAnyUp weights into `model`, which may have modules the checkpoint lacks (returned, logged).
 
-    Raises ValueError when the checkpoint has tensors the model lacks or of another shape.
+    Tensors of a module this model is configured without (e.g. the HR blend, `temporal_blend: false`, when
+    starting the spatio-temporal network from the blend-trained default) are dropped and logged.
+    Raises ValueError when the checkpoint has other tensors the model lacks, or tensors of another shape.
     """
     from videoanyup.checkpoint import read_checkpoint, resolve_checkpoint
 
     folder = resolve_checkpoint(path_or_name, model.kind)
     _, state = read_checkpoint(folder)
     own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
+    absent = {k for k in set(state) - set(own) if getattr(model, k.split(".")[0], None) is None}
+    unexpected = sorted(set(state) - set(own) - absent)
     mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
     if unexpected or mismatched:
         raise ValueError(
             f"init_weights={str(path_or_name)!r} does not fit this VideoAnyUp: tensors the model lacks: "
             f"{unexpected[:8]}; shape mismatches: {mismatched[:8]}"
         )
+    if absent:
+        modules = sorted({k.split(".")[0] for k in absent})
+        log.info("warm start: dropped %d tensors of modules this configuration has not: %s", len(absent), modules)
     new = sorted(set(own) - set(state))
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k not in absent}, strict=False)
     log.info("warm start from %s; %d tensors keep their initialisation: %s", folder, len(new), new[:8])
     return new
 
@@ -136,7 +142,10 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         bf16: bf16 autocast; None: on when training on CUDA.
         init_weights: start from these VideoAnyUp weights (folder or bundled name) — a warm start, e.g. to add
             the temporal blend to trained weights: every tensor of the checkpoint must exist in the model with
-            its shape; model tensors the checkpoint lacks keep their initialisation (they are listed in the log).
+            its shape, except those of a module this configuration has not (dropped, logged); model tensors the
+            checkpoint lacks keep their initialisation (listed in the log).
+        new_lr_scale: learning-rate multiplier of the tensors a warm start leaves at their initialisation (e.g. a
+            logit bias that must move by ~1 in a short fine-tune).
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
         degrade_probability: chance that a clip step degrades one frame of each clip (0: never).
         degradations: the kinds to draw from ("blur", "noise", "box").
@@ -169,6 +178,7 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         grad_clip_norm: float | None = None,
         seed: int = 0,
         init_weights: str | None = None,
+        new_lr_scale: float = 1.0,
         degrade_probability: float = 0.0,
         degradations: Sequence[str] = KINDS,
     ) -> None:
@@ -191,8 +201,11 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         if unknown:
             raise ValueError(f"modes={modes} contains unknown modes {unknown}; known: {list(MODES)}")
         self.save_hyperparameters(ignore=["model"])
+        if new_lr_scale <= 0:
+            raise ValueError(f"new_lr_scale must be > 0, got {new_lr_scale}")
+        self.new_tensors: list[str] = []  # tensors a warm start left at their initialisation
         if init_weights is not None:
-            warm_start(model, init_weights)
+            self.new_tensors = warm_start(model, init_weights)
         if spynet_weights is not None:
             from videoanyup.tasks.flow.weights import load_spynet
 
@@ -239,8 +252,12 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        new = set(self.new_tensors)
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for n, p in named if n not in new], "lr": hp.lr}]
+        if new:  # a warm start's new modules learn at new_lr_scale × lr (the schedule scales both groups alike)
+            groups.append({"params": [p for n, p in named if n in new], "lr": hp.lr * hp.new_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         return self.cosine_schedule(optimizer)
 
     def on_fit_start(self) -> None:

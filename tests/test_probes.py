@@ -363,3 +363,23 @@ def test_cli_bad_arguments_exit_2_naming_them(tree, weights, tmp_path, capsys, c
     assert named in err and "error" in err
     if change.get("--train"):
         assert "Annotations" in err
+
+
+def test_mode_upsamplers_run_the_model_in_that_mode():
+    """"unidirectional" etc. run the model in that mode: equal to calling it so, and the causal one's frame 0
+    does not see frame 1."""
+    from videoanyup.models.videoanyup import VideoAnyUp
+
+    torch.manual_seed(0)
+    model = VideoAnyUp.from_config("tiny", temporal_window=3).eval()
+    feats, frames = torch.randn(3, 8, 4, 4), torch.rand(3, 3, 16, 16)
+    for mode in ("perframe", "bidirectional", "unidirectional", "lookahead"):
+        with torch.inference_mode():
+            expected = model(feats[None], frames[None], mode=mode)[0]
+        torch.testing.assert_close(make_upsampler(mode, model)(feats, frames), expected, rtol=0, atol=0)
+    changed = feats.clone()
+    changed[1] += 1.0
+    uni = make_upsampler("unidirectional", model)
+    torch.testing.assert_close(uni(changed, frames)[0], uni(feats, frames)[0], rtol=0, atol=0)
+    bidir = make_upsampler("bidirectional", model)
+    assert not torch.allclose(bidir(changed, frames)[0], bidir(feats, frames)[0])

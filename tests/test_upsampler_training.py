@@ -291,3 +291,30 @@ def test_every_upsampler_config_names_a_valid_architecture(path):
     config = VideoAnyUpConfig(**fields)
     assert config.temporal_blend == ("blend" in path.stem)
     assert config.blend_feature_cue == ("cue" in path.stem)
+
+
+def test_warm_start_drops_modules_the_config_lacks_and_new_tensors_get_their_own_learning_rate(tmp_path):
+    """Stage 3 starts the spatio-temporal network from blend-trained weights: the blend's tensors are dropped,
+    every shared tensor is loaded, the new ones (the temporal candidates) keep their initialisation and learn
+    at new_lr_scale × lr; a checkpoint with a tensor the model lacks in a module it has is refused."""
+    torch.manual_seed(0)
+    blend = VideoAnyUp.from_config("tiny", temporal_blend=True)
+    blend.save_pretrained(tmp_path / "blend")
+    model = VideoAnyUp.from_config("tiny", temporal_window=3)
+    system = UpsamplerSystem(model, **SYSTEM, init_weights=str(tmp_path / "blend"), new_lr_scale=10.0)
+    assert system.new_tensors and all(n.startswith("temporal.") for n in system.new_tensors)
+    loaded = {k: v for k, v in blend.state_dict().items() if not k.startswith("blend.")}
+    for key, value in loaded.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    system.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    groups = system.configure_optimizers()["optimizer"].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([system.hparams.lr, 10 * system.hparams.lr])
+    new = dict(model.named_parameters())
+    assert {id(p) for p in groups[1]["params"]} == {id(new[n]) for n in system.new_tensors if n in new}
+    with pytest.raises(ValueError, match="new_lr_scale must be > 0"):
+        UpsamplerSystem(VideoAnyUp.from_config("tiny"), **SYSTEM, new_lr_scale=0.0)
+    bad = VideoAnyUp.from_config("tiny", temporal_blend=True)
+    bad.register_buffer("extra_state_probe", torch.zeros(1))
+    bad.save_pretrained(tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"tensors the model lacks: \['extra_state_probe'\]"):
+        UpsamplerSystem(VideoAnyUp.from_config("tiny", temporal_blend=True), **SYSTEM, init_weights=str(tmp_path / "bad"))

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-seqs", type=_names, default=None, help="vos: comma list of test sequences (default: all)")
     parser.add_argument("--backbone", required=True, help="registered backbone name, e.g. dinov2_vits14")
     parser.add_argument("--random-backbone", action="store_true", help="random (non-degenerate) backbone weights, offline")
-    parser.add_argument("--upsampler", default="bilinear,perframe,videoanyup", help="comma list of bilinear, perframe, videoanyup")
+    parser.add_argument("--upsampler", default="bilinear,perframe,videoanyup", help="comma list of bilinear, perframe, videoanyup (the weights' own mode), bidirectional, unidirectional, lookahead")
     parser.add_argument("--weights", help="VideoAnyUp checkpoint folder or bundled name (default: the bundled default)")
     parser.add_argument("--frames-per-seq", type=int, default=8, help="vos: the first N consecutive frames of each sequence (default 8)")
     parser.add_argument("--short-side", type=int, default=224, help="frames resized to this short side (default 224)")

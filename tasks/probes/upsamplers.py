@@ -2,7 +2,8 @@
 
 * "bilinear": `F.interpolate` of the LR features (align_corners=False);
 * "perframe": a VideoAnyUp model with `mode="perframe"` (no temporal propagation);
-* "videoanyup": the same model in its own (trained / configured) mode.
+* "videoanyup": the same model in its own (trained / configured) mode;
+* "bidirectional", "unidirectional", "lookahead": the same model in that mode.
 
 Each is a function `(feats (T, C, h, w), frames (T, 3, H, W)) -> (T, C, H, W)` run without gradients.
 """
@@ -15,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-UPSAMPLERS = ("bilinear", "perframe", "videoanyup")
-NEEDS_MODEL = ("perframe", "videoanyup")
+MODE_UPSAMPLERS = ("bidirectional", "unidirectional", "lookahead")
+UPSAMPLERS = ("bilinear", "perframe", "videoanyup", *MODE_UPSAMPLERS)
+NEEDS_MODEL = ("perframe", "videoanyup", *MODE_UPSAMPLERS)
 
 Upsampler = Callable[[Tensor, Tensor], Tensor]
 
@@ -44,7 +46,7 @@ def make_upsampler(name: str, model=None, *, query_tile: int | None = None) -> U
         raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {name!r}")
     if model is None:
         raise ValueError(f"upsampler {name!r} needs a VideoAnyUp model")
-    mode = "perframe" if name == "perframe" else None
+    mode = None if name == "videoanyup" else name
 
     def learned(feats: Tensor, frames: Tensor) -> Tensor:
         with torch.inference_mode():

@@ -99,7 +99,11 @@ def warm_start(model: VideoAnyUp, path_or_name: str) -> list[str]:
     folder = resolve_checkpoint(path_or_name, model.kind)
     _, state = read_checkpoint(folder)
     own = model.state_dict()
-    absent = {k for k in set(state) - set(own) if getattr(model, k.split(".")[0], None) is None}
+    def switched_off(key: str) -> bool:  # a module attribute the configuration set to None (e.g. `blend`)
+        name = key.split(".")[0]
+        return hasattr(model, name) and getattr(model, name) is None
+
+    absent = {k for k in set(state) - set(own) if switched_off(k)}
     unexpected = sorted(set(state) - set(own) - absent)
     mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
     if unexpected or mismatched:

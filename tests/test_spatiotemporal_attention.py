@@ -196,10 +196,12 @@ def test_stream_works_with_default_arguments(net, tmp_path):
         assert stream.mode == "unidirectional"
         outs = [o for t in range(4) for o in stream.push(feats[:, t], video[:, t])] + stream.flush()
         assert torch.allclose(torch.stack(outs, 1), offline, atol=1e-5)
-    bundled = vau.VideoAnyUp.from_pretrained("default")  # trained for bidirectional and perframe
+    bundled = vau.VideoAnyUp.from_pretrained("default")  # trained for all four modes
     stream = bundled.stream()
-    assert stream.mode == "perframe"
+    assert stream.mode == "unidirectional"
     assert len(stream.push(feats[:, 0], video[:, 0])) == 1
+    perframe_only = VideoAnyUp(net.config, trained_modes=["bidirectional", "perframe"])
+    assert perframe_only.stream().mode == "perframe"
     only_bidirectional = VideoAnyUp(net.config, trained_modes=["bidirectional"])
     with pytest.raises(ValueError, match="streams"):
         only_bidirectional.stream()

@@ -467,7 +467,7 @@ class VideoAnyUp(ConfiguredNetwork):
         index = torch.arange(t)[:, None] + torch.tensor(deltas)[None, :]  # (T, D)
         present = ((index >= 0) & (index < t)).to(codes.device)
         frame = index.clamp(0, t - 1).to(codes.device)
-        key_frame = frame.clone()
+        key_frame = frame  # the same tensor: the attention then works out the bilinear taps once
         table = keys
         if mode == "lookahead":
             future = torch.tensor([d > 0 for d in deltas], device=codes.device)

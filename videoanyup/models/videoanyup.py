@@ -517,8 +517,13 @@ class VideoAnyUp(ConfiguredNetwork):
             chunk[k] = frame[0]
         return chunk
 
-    def stream(self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None):
-        """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs."""
+    def stream(
+        self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False
+    ):
+        """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs.
+
+        `compile=True` (or a backend's name) runs each frame's steps through `torch.compile` (see
+        `VideoAnyUpStream`)."""
         from videoanyup.models.videoanyup_stream import VideoAnyUpStream
 
-        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile)
+        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile)

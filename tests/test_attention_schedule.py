@@ -157,3 +157,16 @@ def test_a_streamed_frame_reads_no_tensor_value_after_warm_up(mode):
             push(stream, feats[:, t], video[:, t])
         counts.append(reads.count)
     assert counts[4:] == [0, 0], counts  # the plan and its blocks are made with the first frames
+
+
+def test_default_query_tile_follows_the_device(monkeypatch):
+    """Small blocks on the CPU, 4× larger on an accelerator (fewer launches); the result never depends on it."""
+    assert window_attention.default_query_tile(torch.device("cpu")) == window_attention.DEFAULT_QUERY_TILE
+    assert window_attention.default_query_tile(torch.device("cuda", 0)) == window_attention.ACCELERATOR_QUERY_TILE
+    assert window_attention.ACCELERATOR_QUERY_TILE == 4 * window_attention.DEFAULT_QUERY_TILE
+    attention = layer(3)
+    guidance, keys, values = torch.randn(2, 6, 13, 9), torch.randn(2, 5, 5, 6), torch.randn(2, 7, 5, 6)
+    with torch.no_grad():
+        small = attention(guidance, keys, values)
+        monkeypatch.setattr(window_attention, "DEFAULT_QUERY_TILE", 5)  # many blocks
+        torch.testing.assert_close(attention(guidance, keys, values), small, atol=1e-6, rtol=0)

@@ -26,7 +26,7 @@ from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.layers.guidance_encoder import resize_guidance
-from videoanyup.layers.window_attention import DEFAULT_QUERY_TILE
+from videoanyup.layers.window_attention import default_query_tile
 from videoanyup.validation import compute_dtype
 
 
@@ -137,7 +137,7 @@ class VideoAnyUpStream:
             self.video_size = video_size
             attention = self.model.attention
             self.plan = attention.plan((h, w), self.hr_size, feats.device)
-            tile = DEFAULT_QUERY_TILE if self.query_tile is None else self.query_tile
+            tile = default_query_tile(feats.device) if self.query_tile is None else self.query_tile
             if not isinstance(tile, bool) and isinstance(tile, int) and tile > 0:  # else the attention names it
                 self.plan.blocks(feats.shape[0], tile, per_block_prior=attention.prior is not None and self.plan.classes is None)
         elif tuple(feats.shape) != self.lr_shape or tuple(frame.shape[-2:]) != self.video_size:

@@ -10,6 +10,13 @@ table and writes JSON.
     python benchmarks/bench_upsample.py --json out.json --cases 32:448:1 73:1022:1
     python benchmarks/bench_upsample.py --config temporal --temporal-targets   # the targets of issue 16
 
+`--compiled` streams each case's frames through `VideoAnyUp.stream(mode=..., compile=...)`, eager and compiled
+(inductor, which generates C++ on the CPU), in one process: the seconds the first frames take (they compile:
+one variant per count of previous states and neighbours) and the time per frame after them, with the largest
+difference between the two outputs (issue 17). Small sizes: compiling takes minutes on this CPU.
+
+    python benchmarks/bench_upsample.py --compiled --config temporal --mode unidirectional --cases 16:112:8 --threads 1
+
 `--temporal-targets` runs the cases of the spatio-temporal attention's targets: 32²×C → 448², T = 8, in
 `perframe` and in `bidirectional` mode (time per frame, ratio ≤ 2×); 73² → 1022², T = 1 (peak ≤ 4 GiB); and a
 unidirectional stream of 32² → 448² frames at T = 10 and T = 50 (peak within 10 %: memory flat in T). The
@@ -38,10 +45,59 @@ def default_cases() -> list[tuple[int, int, int]]:
     return cases
 
 
+def compiled_case(case: dict) -> dict:
+    """A stream of `frames` frames, eager then `compile=True`: first-frames seconds, ms per frame after them."""
+    import torch
+
+    from videoanyup.models.videoanyup import VideoAnyUp
+
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    g, o, t, c = case["grid"], case["output"], case["frames"], case["channels"]
+    warm = case["warm"]
+    model = VideoAnyUp.from_config(case["config"]).eval()
+    generator = torch.Generator().manual_seed(0)
+    feats, video = torch.randn(1, t, c, g, g, generator=generator), torch.rand(1, t, 3, o, o, generator=generator)
+    result, outputs = dict(case), {}
+    for name, option in (("eager", False), ("compiled", True)):
+        stream = model.stream(mode=case["mode"], compile=option)
+        start = time.perf_counter()
+        first = [out for s in range(warm) for out in stream.push(feats[:, s], video[:, s])]
+        result[f"{name}_first_s"] = time.perf_counter() - start
+        start, cpu = time.perf_counter(), time.process_time()
+        rest = [out for s in range(warm, t) for out in stream.push(feats[:, s], video[:, s])]
+        result[f"{name}_ms_per_frame"] = 1000 * (time.perf_counter() - start) / (t - warm)
+        result[f"{name}_cpu_ms_per_frame"] = 1000 * (time.process_time() - cpu) / (t - warm) / case["threads"]
+        outputs[name] = torch.stack(first + rest + stream.flush(), dim=1)
+    result["max_abs_difference"] = float((outputs["compiled"] - outputs["eager"]).abs().max())
+    result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+    result["load"] = os.getloadavg()[0]
+    return result
+
+
+def compiled_table(results: list[dict]) -> str:
+    head = (f"{'config':9} {'mode':>14} {'grid':>5} {'output':>6} {'T':>2} {'eager ms/fr':>11} {'compiled ms/fr':>14} "
+            f"{'first frames s (eager / compiled)':>34} {'max |diff|':>10} {'load':>5}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['config']:9} {r['mode']:>14} {r['grid']:>4}² {r['output']:>5}² {r['frames']:>2} error: {r['error']}")
+            continue
+        lines.append(
+            f"{r['config']:9} {r['mode']:>14} {r['grid']:>4}² {r['output']:>5}² {r['frames']:>2} "
+            f"{r['eager_ms_per_frame']:11.1f} {r['compiled_ms_per_frame']:14.1f} "
+            f"{r['eager_first_s']:16.1f} / {r['compiled_first_s']:<15.1f} {r['max_abs_difference']:10.1e} {r['load']:5.1f}"
+        )
+    return "\n".join(lines)
+
+
 def run_case(case: dict) -> dict:
     """One case in this process (the subprocess): returns timings and the peak RSS."""
     import torch
     import torch.nn.functional as F
+
+    if case["method"] == "compiled":
+        return compiled_case(case)
 
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
@@ -160,6 +216,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per case (the fastest is reported)")
     parser.add_argument("--no-bilinear", action="store_true")
     parser.add_argument("--temporal-targets", action="store_true", help="the cases of issue 16 (module docstring)")
+    parser.add_argument("--compiled", action="store_true", help="streams, eager vs torch.compile (module docstring)")
+    parser.add_argument("--warm", type=int, default=3, help="--compiled: frames that compile, not timed (default 3)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     if args.case:
@@ -172,6 +230,20 @@ def main() -> None:
     else:
         triples = default_cases()
     results = []
+    if args.compiled:
+        for grid, output, frames in triples:
+            case = dict(
+                method="compiled", grid=grid, output=output, frames=frames, channels=args.channels, config=args.config,
+                mode=args.mode, threads=args.threads, warm=args.warm,
+            )
+            results.append(spawn(__file__, case))
+            print(compiled_table(results[-1:]).splitlines()[-1], flush=True)
+        print()
+        print(compiled_table(results))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(results=results), indent=2) + "\n")
+        print(f"wrote {args.json}")
+        return
     if args.temporal_targets:
         plan = [("videoanyup", "perframe", 32, 448, 8), ("videoanyup", "bidirectional", 32, 448, 8),
                 ("videoanyup", args.mode, 73, 1022, 1), ("stream", "unidirectional", 32, 448, 10),

@@ -92,6 +92,14 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_compile(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+        help=f"run {what} through torch.compile (default backend inductor, or name one, e.g. --compile eager); "
+        "the first frames compile, then it is faster",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videoanyup",
@@ -128,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--size", type=_size, help="output size HxW, e.g. 1080x1920")
     up.add_argument("--mode", default=None, help="bidirectional, unidirectional or lookahead (default: the weights')")
     up.add_argument("--tile", type=int, default=None, help="side of the HR tiles computed at once (memory)")
+    _add_compile(up, "each frame's step (unidirectional / lookahead)")
     up.add_argument("--fps", type=_fps, default=None, help="video frame rate (default: the input's; 25 for folders)")
     up.add_argument("--crf", type=int, default=18, help="x264 quality, 0 best … 51 worst (default 18)")
     up.add_argument("--preset", default="medium", help="x264 preset (ultrafast … veryslow)")
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "features", help="upsampled backbone features of a video or a whole dataset (Lightning, many GPUs), in fp16 shards"
     )
     features_cli.add_arguments(features, _size)
+    _add_compile(features, "the upsampler's per-frame steps (its stream: unidirectional, lookahead or perframe mode)")
     return parser
 
 
@@ -202,7 +212,7 @@ def _upscale(args: argparse.Namespace) -> int:
         args.input, args.output, model, scale=args.scale, size=args.size, mode=args.mode, chunk=args.chunk,
         overlap=args.overlap, tile=args.tile, device=args.device, precision=args.precision, fps=args.fps,
         crf=args.crf, preset=args.preset, lossless=args.lossless, pix_fmt=args.pix_fmt, overwrite=args.overwrite,
-        max_pixels=args.max_pixels, progress=not args.quiet,
+        max_pixels=args.max_pixels, progress=not args.quiet, compile=args.compile,
     )
     print(json.dumps(summary))
     return 0

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import videoanyup.layers.attention_backend as attention_backend
 import videoanyup.layers.window_attention as window_attention
 from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities
@@ -81,6 +82,8 @@ def test_backends_agree():
     bias[..., 0] = float("-inf")
     probs = attention_probabilities(q, k, bias)
     assert torch.allclose(probs.sum(-1), torch.ones(3, 2, 5), atol=1e-6) and probs[..., 0].abs().max() == 0
+    # On the CPU "sdpa" runs the explicit product; torch's kernel (what CUDA runs) gives the same probabilities.
+    assert torch.allclose(attention_backend._sdpa(q, k, bias), attention_backend._math(q, k, bias), atol=1e-6)
     with pytest.raises(ValueError, match="backend"):
         attention_probabilities(q, k, bias, backend="flash")
     with pytest.raises((ImportError, ValueError), match="xformers"):  # optional, CUDA only

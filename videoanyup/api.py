@@ -89,8 +89,10 @@ def upsample_stream(
     scale: float | Sequence[float] | None = None,
     mode: str | None = None,
     query_tile: int | None = None,
+    compile: bool | str = False,
 ):
     """An online upsampler: `push(feats_t (B, C, h, w), frame_t (B, 3, H, W))` returns the outputs that are
     ready, `flush()` the rest (see `videoanyup.models.videoanyup_stream`). Default mode: the model's if it
-    is causal, else the first causal mode its weights were trained for."""
-    return _check_model(model).stream(size=size, scale=scale, mode=mode, query_tile=query_tile)
+    is causal, else the first causal mode its weights were trained for. `compile=True` (or a backend's
+    name) runs each frame's steps through `torch.compile`."""
+    return _check_model(model).stream(size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile)

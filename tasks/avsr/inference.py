@@ -42,6 +42,7 @@ def upscale_frames(
     overlap: int = 4,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    compile: bool | str = False,
 ) -> Iterator[Tensor]:
     """Upscale a stream of LR frames; yields HR frames in order.
 
@@ -54,10 +55,13 @@ def upscale_frames(
         overlap: bidirectional: context frames on each side of a chunk.
         device: where the network runs.
         precision: "fp32", or "bf16" / "fp16" (CUDA only).
+        compile: run the stream's per-frame step through `torch.compile` (True, or a backend's name); the
+            online modes only (`check_compile`).
     Yields:
         `(3, H, W)` float32 on the CPU.
     """
     mode = model.check_mode(mode)
+    check_compile(compile, mode)
     if chunk < 1 or overlap < 0:
         raise ValueError(f"chunk={chunk} must be >= 1 and overlap={overlap} >= 0")
     device = torch.device(device)
@@ -66,12 +70,24 @@ def upscale_frames(
         if mode == "bidirectional":
             yield from _chunked(model, frames, size, chunk, overlap, device)
         else:
-            stream = model.stream(size=size, mode=mode)
+            stream = model.stream(size=size, mode=mode, compile=compile)
             for frame in frames:
                 for out in stream.push(frame[None].to(device)):
                     yield out[0].float().cpu()
             for out in stream.flush():
                 yield out[0].float().cpu()
+
+
+def check_compile(compile: bool | str, mode: str) -> None:
+    """`compile` is False, True or a backend's name, and asks for a mode that streams (its per-frame step is
+    what compiles; bidirectional mode runs whole chunks of the clip)."""
+    if not isinstance(compile, (bool, str)):
+        raise ValueError(f"--compile must be on/off or a torch.compile backend name, got {compile!r}")
+    if compile and mode == "bidirectional":
+        raise ValueError(
+            "--compile compiles the per-frame step of the stream; bidirectional mode has none "
+            "(use --mode unidirectional or lookahead, or leave --compile out)"
+        )
 
 
 def _chunked(model: BasicAVSR, frames: Iterable[Tensor], size, chunk: int, overlap: int, device) -> Iterator[Tensor]:

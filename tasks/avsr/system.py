@@ -21,6 +21,7 @@ from torch import Tensor
 from videoanyup.models.basicavsr import MODES, BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, parse_scale, scale_label
 from videoanyup.tasks.avsr.sampling import seeded_generator
+from videoanyup.tasks.compile_option import compile_forward
 from videoanyup.tasks.metrics import QualitySums, quantize
 from videoanyup.tasks.training import CosineTraining
 
@@ -75,6 +76,8 @@ class AVSRSystem(CosineTraining, L.LightningModule):
             folder): a fine-tune, e.g. to train weights of one mode for several. The architecture must be the
             same (every tensor, every config field but `mode`); loaded before `spynet_weights`. A resumed
             run takes every weight from its checkpoint instead.
+        compile: run the network's forward through `torch.compile` (true: inductor, or a backend's name;
+            `--model.compile true` on the command line), see `tasks/compile_option.py`.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class AVSRSystem(CosineTraining, L.LightningModule):
         val_figures: bool = True,
         spynet_weights: str | None = None,
         init_weights: str | None = None,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if not isinstance(model, BasicAVSR):
@@ -113,6 +117,7 @@ class AVSRSystem(CosineTraining, L.LightningModule):
             from videoanyup.tasks.flow.weights import load_spynet
 
             model.spynet.load_state_dict(load_spynet(spynet_weights).state_dict())
+        compile_forward(model, compile)
         self.model = model
         self.modes = modes
         self.val_labels = [scale_label(parse_scale(s)) for s in val_scales]

@@ -20,7 +20,7 @@ import torch
 
 from videoanyup.functional.grid import output_size
 from videoanyup.models.basicavsr import BasicAVSR
-from videoanyup.tasks.avsr.inference import upscale_frames
+from videoanyup.tasks.avsr.inference import check_compile, upscale_frames
 from videoanyup.tasks import output_guard
 from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import (
@@ -119,6 +119,7 @@ def upscale(
     overwrite: bool = False,
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
+    compile: bool | str = False,
 ) -> dict:
     """Upscale `source` into `target`; returns a summary (frames, sizes, fps, seconds).
 
@@ -137,6 +138,8 @@ def upscale(
         crf, preset, lossless, pix_fmt: video encoding (see `VideoWriter`).
         overwrite: replace an existing target that an earlier run wrote (see `output_guard`).
         max_pixels: the most pixels an output frame may have (default 7680×4320).
+        compile: run each frame's step through `torch.compile` (True: inductor, or a backend's name);
+            unidirectional and look-ahead modes (the stream's step).
     """
     import time
 
@@ -157,6 +160,7 @@ def upscale(
     height, width = output_size(info.height, info.width, scale=scale, size=size)
     check_output_size(height, width, info.num_frames, max_pixels, target)
     mode = model.check_mode(mode)
+    check_compile(compile, mode)
     if tile is not None:
         if tile < 8:
             raise ValueError(f"tile={tile} must be >= 8")
@@ -167,7 +171,8 @@ def upscale(
     start = time.perf_counter()
     with VideoWriter(target, fps=rate, crf=crf, preset=preset, lossless=lossless, pix_fmt=pix_fmt, overwrite=overwrite) as writer:
         outputs = upscale_frames(
-            model, frames, size=(height, width), mode=mode, chunk=chunk, overlap=overlap, device=dev, precision=precision
+            model, frames, size=(height, width), mode=mode, chunk=chunk, overlap=overlap, device=dev, precision=precision,
+            compile=compile,
         )
         for out in tqdm(outputs, total=info.num_frames, unit="frame", desc="upscale", disable=not progress):
             writer.write(to_uint8(out))

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, model, backbone=args.backbone, random_backbone=args.random_backbone, seed=args.seed,
         weights_name=weights_name, size=args.size, short_side=args.short_side, start=args.start, frames=args.frames,
         mode=args.mode, chunk_frames=args.chunk_frames, shard_frames=args.shard_frames, query_tile=args.query_tile,
-        device=args.device, precision=args.precision, save_lr=args.save_lr, overwrite=args.overwrite,
+        compile=args.compile, device=args.device, precision=args.precision, save_lr=args.save_lr, overwrite=args.overwrite,
         progress=not args.quiet, command=command_line(args),
     )
     print(json.dumps({key: index[key] for key in ("frames", "shape", "backbone", "weights", "mode")}
@@ -125,8 +125,8 @@ def _run_dataset(args: argparse.Namespace, weights: str | None) -> int:
     summary = extract_dataset(
         args.input, args.output, backbone=args.backbone, upsampler=weights, random_backbone=args.random_backbone,
         seed=args.seed, size=args.size, short_side=args.short_side, mode=args.mode, chunk_frames=args.chunk_frames,
-        shard_frames=args.shard_frames, query_tile=args.query_tile, save_lr=args.save_lr, precision=args.precision,
-        accelerator=args.accelerator, devices=_devices(str(args.devices)), num_nodes=args.num_nodes,
+        shard_frames=args.shard_frames, query_tile=args.query_tile, compile=args.compile, save_lr=args.save_lr,
+        precision=args.precision, accelerator=args.accelerator, devices=_devices(str(args.devices)), num_nodes=args.num_nodes,
         strategy=args.strategy, limit_videos=args.limit_videos, overwrite=args.overwrite, progress=not args.quiet,
         command=command_line(args),
     )

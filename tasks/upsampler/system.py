@@ -44,6 +44,7 @@ from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_propagation import MODES
 from videoanyup.models.videoanyup import VideoAnyUp
 from videoanyup.tasks.avsr.sampling import seeded_generator
+from videoanyup.tasks.compile_option import compile_forward
 from videoanyup.tasks.training import CosineTraining
 from videoanyup.tasks.upsampler.augment import photometric_jitter
 from videoanyup.tasks.upsampler.degrade import KINDS, degrade_clips, draw_degradation
@@ -153,6 +154,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
         degrade_probability: chance that a clip step degrades one frame of each clip (0: never).
         degradations: the kinds to draw from ("blur", "noise", "box").
+        compile: run the network's forward through `torch.compile` (true: inductor, or a backend's name;
+            `--model.compile true` on the command line), see `tasks/compile_option.py`.
         seed: seed of the per-step draws.
     """
 
@@ -185,6 +188,7 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         new_lr_scale: float = 1.0,
         degrade_probability: float = 0.0,
         degradations: Sequence[str] = KINDS,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if not isinstance(model, VideoAnyUp):
@@ -216,6 +220,7 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             model.spynet.load_state_dict(load_spynet(spynet_weights).state_dict())
         if freeze_spynet:
             model.spynet.requires_grad_(False)
+        compile_forward(model, compile)
         self.model = model
         self.modes = modes
         # Plain containers, not submodules: frozen, rebuilt on demand, never in the checkpoint.

@@ -15,8 +15,9 @@ prior of frame t's own window, and one softmax spans every candidate of every fr
 
 Neighbours by mode: `bidirectional` t−r…t+r (r = `reach`); `unidirectional` t−r…t−1 (causal); `lookahead`
 t−r…t−1 and t+1…t+k; `perframe` none. A neighbour outside the clip is masked out (never mirrored: a
-mirrored duplicate would count one frame twice). Gathering is per LR cell, inside each attention block
-(`gather_bilinear`), so the memory grows with the block's cells × candidates, not with the output.
+mirrored duplicate would count one frame twice). Where each candidate reads (`bilinear_taps`) is worked
+out once per call for every cell; the reads themselves (`lerp_taps`) happen per LR cell, inside each
+attention block, so the memory grows with the block's cells × candidates, not with the output.
 """
 
 from __future__ import annotations
@@ -81,6 +82,38 @@ class NeighbourCandidates:
         )
 
 
+def bilinear_taps(frame: Tensor, position: Tensor, lr_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Where a bilinear read of a flat per-frame table takes its four rows, and with what weights.
+
+    Args:
+        frame: `(...)` int64 frame of each read, broadcastable to `position[..., 0]`.
+        position: `(..., 2)` (x, y) LR pixel positions (clamped to the frame).
+        lr_size: (h, w).
+    Returns:
+        rows `(..., 4)` int64 (row `f·h·w + y·w + x` of the corners (y0, x0), (y0, x1), (y1, x0), (y1, x1)),
+        fx `(..., 1)` and fy `(..., 1)` fractional parts, in the dtype of `position`.
+    """
+    h, w = lr_size
+    x = position[..., 0].clamp(0, w - 1)
+    y = position[..., 1].clamp(0, h - 1)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = (x - x0).unsqueeze(-1), (y - y0).unsqueeze(-1)
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp_max(w - 1), (y0 + 1).clamp_max(h - 1)
+    base = frame.expand_as(x0) * (h * w)
+    rows = torch.stack([base + y0 * w + x0, base + y0 * w + x1, base + y1 * w + x0, base + y1 * w + x1], dim=-1)
+    return rows, fx, fy
+
+
+def lerp_taps(table: Tensor, rows: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
+    """Bilinear reads of `table` `(Nc·h·w, E)` at taps from `bilinear_taps` → `(..., E)`: one gather, three lerps."""
+    corners = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[-1])  # (..., 4, E)
+    fx, fy = fx.to(table.dtype), fy.to(table.dtype)
+    top = torch.lerp(corners[..., 0, :], corners[..., 1, :], fx)
+    bottom = torch.lerp(corners[..., 2, :], corners[..., 3, :], fx)
+    return torch.lerp(top, bottom, fy)
+
+
 def gather_bilinear(table: Tensor, frame: Tensor, position: Tensor, lr_size: tuple[int, int]) -> Tensor:
     """Read rows of a flat per-frame table bilinearly at fractional LR positions (clamped to the frame).
 
@@ -92,23 +125,7 @@ def gather_bilinear(table: Tensor, frame: Tensor, position: Tensor, lr_size: tup
     Returns:
         `(..., E)`: a convex combination of (at most) four rows per read.
     """
-    h, w = lr_size
-    x = position[..., 0].clamp(0, w - 1)
-    y = position[..., 1].clamp(0, h - 1)
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = (x - x0).unsqueeze(-1), (y - y0).unsqueeze(-1)
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp_max(w - 1), (y0 + 1).clamp_max(h - 1)
-    base = frame.expand_as(x0) * (h * w)
-
-    def rows(yy: Tensor, xx: Tensor) -> Tensor:
-        index = base + yy * w + xx
-        return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
-
-    fx, fy = fx.to(table.dtype), fy.to(table.dtype)
-    top = torch.lerp(rows(y0, x0), rows(y0, x1), fx)
-    bottom = torch.lerp(rows(y1, x0), rows(y1, x1), fx)
-    return torch.lerp(top, bottom, fy)
+    return lerp_taps(table, *bilinear_taps(frame, position, lr_size))
 
 
 class TemporalCandidates(nn.Module):

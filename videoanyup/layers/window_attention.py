@@ -15,11 +15,14 @@ cells are processed in chunks of at most `query_tile` HR queries, so working mem
 
 The per-head probabilities (plus the hyper-kernel logit prior) are averaged over heads and multiply the
 raw LR feature vectors: every output vector is a convex combination of its window's input vectors.
+
+Everything about the blocks that does not depend on the content is made once per grid and call shape
+(`window_plan.WindowPlan.blocks`) and cached with the plan, and the neighbour candidates' read positions
+once per call, so a frame runs a fixed sequence of tensor operations with no host read of a tensor value
+(issue 17: a GPU's launch queue never stalls, and `torch.compile` traces it as one graph).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,95 +31,30 @@ from torch import Tensor, nn
 
 from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities, check_backend
-from videoanyup.layers.hyper_kernel import HyperKernel
-from videoanyup.layers.temporal_candidates import NeighbourCandidates, gather_bilinear, outside_extent
+from videoanyup.layers.hyper_kernel import HyperKernel, _version
+from videoanyup.layers.temporal_candidates import NeighbourCandidates, bilinear_taps, lerp_taps, outside_extent
+from videoanyup.layers.window_plan import (  # noqa: F401  (axis_runs, window_neighbours: re-exported)
+    AttentionBlock,
+    AxisRuns,
+    WindowPlan,
+    _pad_run,
+    axis_runs,
+    window_neighbours,
+    window_offsets,
+)
 
-DEFAULT_QUERY_TILE = 1 << 14
+DEFAULT_QUERY_TILE = 1 << 14  # CPU: larger blocks run slower here (cache), measured 0.92 s → 1.69 s at 1 << 16
+ACCELERATOR_QUERY_TILE = 1 << 16  # CUDA & co: 4× fewer blocks, so 4× fewer launches; ~0.2–0.35 GB per block
 PRIOR_CLASS_LIMIT = 1 << 24
 PRIOR_CLASS_CALLS = 4096
+PLAN_CACHE = 4  # grids whose plans are kept (inference): a video keeps its grid
 
 
-@dataclass(frozen=True)
-class AxisRuns:
-    """How the HR positions of one axis group into runs that share a nearest LR index.
-
-    Attributes:
-        start: `(n + 1,)` int64, HR index where the run of LR index i starts (`start[n]` = HR length).
-        count: `(n,)` int64, run lengths (0 only when the HR axis is shorter than the LR one).
-        slots: `(n, R)` int64, HR index of slot r of run i, or −1 past the run's end; R = longest run.
-    """
-
-    start: Tensor
-    count: Tensor
-    slots: Tensor
-
-    @property
-    def longest(self) -> int:
-        return self.slots.shape[1]
-
-
-def axis_runs(lr_len: int, hr_len: int) -> AxisRuns:
-    """Runs of HR positions per nearest LR index along one axis (CPU tensors)."""
-    nearest = axis_phases(lr_len, hr_len).nearest.clamp(0, lr_len - 1)  # (H,), non-decreasing
-    count = torch.bincount(nearest, minlength=lr_len)  # (h,)
-    start = torch.zeros(lr_len + 1, dtype=torch.int64)
-    start[1:] = torch.cumsum(count, 0)
-    longest = max(1, int(count.max()))
-    slot = torch.arange(longest)
-    slots = start[:-1, None] + slot[None, :]  # (h, R)
-    slots = torch.where(slot[None, :] < count[:, None], slots, torch.full_like(slots, -1))
-    return AxisRuns(start=start, count=count, slots=slots)
-
-
-def window_offsets(window: int) -> list[tuple[int, int]]:
-    """The (dy, dx) offsets of a `window × window` window, row-major, centre at index window²//2."""
-    radius = window // 2
-    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-
-
-def window_neighbours(h: int, w: int, window: int) -> tuple[Tensor, Tensor]:
-    """Flat LR indices of each cell's window, and which of them lie inside the frame.
-
-    Returns:
-        `(h·w, window²)` int64 indices (h·w, one past the last cell, for cells outside), and
-        `(h·w, window²)` bool validity.
-    """
-    offsets = torch.tensor(window_offsets(window), dtype=torch.int64)  # (window², 2)
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    ny = ys.reshape(-1, 1) + offsets[None, :, 0]  # (h·w, window²)
-    nx = xs.reshape(-1, 1) + offsets[None, :, 1]
-    valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    index = torch.where(valid, ny * w + nx, torch.full_like(ny, h * w))
-    return index, valid
-
-
-def _pad_run(x: Tensor, length: int, dim: int) -> Tensor:
-    """Pad `dim` to `length` by repeating its first entry (padding slots are computed, then dropped)."""
-    missing = length - x.shape[dim]
-    if missing == 0:
-        return x
-    return torch.cat([x, x.narrow(dim, 0, 1).expand(*[missing if d == dim else -1 for d in range(x.dim())])], dim=dim)
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """The content-independent part of window attention on one grid (see `WindowAttention.plan`).
-
-    Attributes:
-        lr_size, hr_size: the grid.
-        rows, cols: runs of HR positions per LR index.
-        index: `(h·w, window²)` flat LR index of each window cell (h·w for cells outside the frame).
-        mask: `(h·w, window²)` 0, or −inf for window cells outside the frame.
-        classes: the logit prior per class of cells, or None (no prior, or read per block).
-    """
-
-    lr_size: tuple[int, int]
-    hr_size: tuple[int, int]
-    rows: AxisRuns
-    cols: AxisRuns
-    index: Tensor
-    mask: Tensor
-    classes: tuple | None
+def default_query_tile(device: torch.device) -> int:
+    """HR queries per block when none is asked for: small on the CPU (cache-friendly), larger on an accelerator,
+    where the count of kernel launches, not the arithmetic, sets the time (issue 17). The result does not
+    depend on it."""
+    return DEFAULT_QUERY_TILE if torch.device(device).type == "cpu" else ACCELERATOR_QUERY_TILE
 
 
 class WindowAttention(nn.Module):
@@ -153,18 +91,37 @@ class WindowAttention(nn.Module):
         self.query = nn.Conv2d(query_channels, heads * head_dim, 1)
         self.key = nn.Conv2d(key_channels, heads * head_dim, 1)
         self.prior = HyperKernel(heads, window_offsets(window), **(prior_options or {})) if prior else None
+        self._plans: dict[tuple, WindowPlan] = {}
 
-    def plan(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> "WindowPlan":
-        """Everything about a grid that does not depend on the content: runs, windows, the logit prior.
+    def plan(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> WindowPlan:
+        """Everything about a grid that does not depend on the content: runs, windows, the logit prior, and
+        (made on first use) the blocks of every call shape.
 
-        Compute it once per clip and pass it to every `forward` on that grid (`VideoAnyUp` does).
+        Cached per grid, device and weights of the prior whenever no gradient is recorded for the prior
+        (like `HyperKernel`'s kernels), so a stream, or a second clip on the same grid, reuses the plan and
+        its blocks; while training, a fresh plan per call keeps the prior's gradient.
         """
         lr_size, hr_size = (int(lr_size[0]), int(lr_size[1])), (int(hr_size[0]), int(hr_size[1]))
+        device = torch.device(device)
+        params = list(self.prior.parameters()) if self.prior is not None else []
+        cache = not (torch.is_grad_enabled() and any(p.requires_grad for p in params))
+        key = (lr_size, hr_size, str(device), PRIOR_CLASS_LIMIT, PRIOR_CLASS_CALLS, tuple((p.dtype, *_version(p)) for p in params))
+        if cache and key in self._plans:
+            return self._plans[key]
         rows, cols = axis_runs(lr_size[0], hr_size[0]), axis_runs(lr_size[1], hr_size[1])
         index, valid = window_neighbours(lr_size[0], lr_size[1], self.window)
         mask = torch.zeros(valid.shape, device=device).masked_fill(~valid.to(device), float("-inf"))
         classes = self.prior_classes(lr_size, hr_size, rows, cols)
-        return WindowPlan(lr_size, hr_size, rows, cols, index.to(device), mask, classes)
+        plan = WindowPlan(lr_size, hr_size, device, rows, cols, index.to(device), mask[:, None, None, :], classes)
+        if cache:
+            while len(self._plans) >= PLAN_CACHE:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def train(self, mode: bool = True) -> "WindowAttention":
+        self._plans.clear()
+        return super().train(mode)
 
     def prior_classes(self, lr_size: tuple[int, int], hr_size: tuple[int, int], rows: AxisRuns, cols: AxisRuns):
         """The logit prior grouped by classes of LR cells with the same HR phases in every slot.
@@ -210,7 +167,7 @@ class WindowAttention(nn.Module):
         *,
         query_tile: int | None = None,
         out: Tensor | None = None,
-        plan: "WindowPlan | None" = None,
+        plan: WindowPlan | None = None,
         neighbours: NeighbourCandidates | None = None,
     ) -> Tensor:
         """Upsample `values` to the guidance's grid.
@@ -219,7 +176,8 @@ class WindowAttention(nn.Module):
             guidance: `(N, Cq, H, W)` HR guidance features; the output grid is (H, W).
             key_feats: `(N, Ck, h, w)` LR key features.
             values: `(N, C, h, w)` raw LR feature vectors (any C).
-            query_tile: the most HR queries processed at once (memory bound; result does not depend on it).
+            query_tile: the most HR queries processed at once (memory bound; result does not depend on it);
+                None: `default_query_tile(device)`.
             out: optional `(N, C, H, W)` tensor to write into (e.g. a slice of a larger output).
             plan: `self.plan(...)` for this grid, to reuse across calls (made here when None).
             neighbours: candidates from neighbouring frames (`TemporalCandidates`); their values must have
@@ -236,7 +194,7 @@ class WindowAttention(nn.Module):
             raise ValueError(f"plan is for {plan.lr_size} → {plan.hr_size}, the inputs are {(h, w)} → {hr_size}")
         if out is None:
             out = values.new_empty(n, c, *hr_size)
-        tile = DEFAULT_QUERY_TILE if query_tile is None else query_tile
+        tile = default_query_tile(values.device) if query_tile is None else query_tile
         if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
             raise ValueError(f"query_tile must be a positive integer, got {query_tile!r}")
 
@@ -245,101 +203,99 @@ class WindowAttention(nn.Module):
             [rearrange(keys, "n e h w -> n (h w) e"), keys.new_zeros(n, 1, keys.shape[1])], dim=1
         )  # (N, h·w + 1, heads·d), the last row stands for cells outside the frame
         values_flat = torch.cat([rearrange(values, "n c h w -> n (h w) c"), values.new_zeros(n, 1, c)], dim=1)
-        tables = None
+        reads = None
         if neighbours is not None:
             if neighbours.values.shape[1:] != values.shape[1:] or neighbours.frame.shape[0] != n:
                 raise ValueError(
                     f"neighbours: values {tuple(neighbours.values.shape)} must be (Nc, C, h, w) like values "
                     f"{tuple(values.shape)}, and frame {tuple(neighbours.frame.shape)} must be (N = {n}, D)"
                 )
-            other_keys = self.key(neighbours.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
-            tables = (
-                rearrange(other_keys, "n e h w -> (n h w) e"),  # (Nc·h·w, heads·d)
-                rearrange(neighbours.values, "n c h w -> (n h w) c"),  # (Nc·h·w, C)
-                neighbours,
-            )
-
-        per_cell = plan.rows.longest * plan.cols.longest
-        cells = max(1, tile // (per_cell * n))
-        block_rows, block_cols = (max(1, cells // w), w) if cells >= w else (1, cells)
-        for i0 in range(0, h, block_rows):
-            i1 = min(h, i0 + block_rows)
-            for j0 in range(0, w, block_cols):
-                self._block(
-                    guidance, keys_flat, values_flat, plan, (i0, i1, j0, min(w, j0 + block_cols)), out, tables
-                )
+            reads = self._neighbour_reads(neighbours, (h, w))
+        per_block_prior = self.prior is not None and plan.classes is None
+        for block in plan.blocks(n, tile, per_block_prior=per_block_prior):
+            self._block(guidance, keys_flat, values_flat, plan, block, out, reads)
         return out
 
-    def _block_prior(self, plan: "WindowPlan", block: tuple[int, int, int, int], device) -> Tensor:
+    def _neighbour_reads(self, nb: NeighbourCandidates, lr_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Where every cell reads its neighbour candidates, worked out once per call for all cells.
+
+        Returns the flat key `(Nc·h·w, heads·d)` and value `(Nc·h·w, C)` tables, the bilinear taps of keys and
+        values (rows `(h·w, N, D, K, 4)`, fx, fy `(h·w, N, D, K, 1)`: cell-major, so a block's are a view)
+        and the candidates' logit bias `(N, h·w, heads, 1, D·K)` (−inf: outside the frame or the clip).
+        """
+        other_keys = self.key(nb.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
+        n, d, kk = nb.frame.shape[0], nb.frame.shape[1], nb.cells.shape[0]
+        centre = nb.centre.flatten(3).permute(3, 0, 1, 2)  # (h·w, N, D, 2)
+        position = centre[:, :, :, None, :] + nb.cells  # (h·w, N, D, K, 2)
+        key_rows, fx, fy = bilinear_taps(nb.key_frame[None, :, :, None], position, lr_size)  # (h·w, N, D, K, 4)
+        value_rows = key_rows
+        if nb.key_frame is not nb.frame:  # look-ahead: future keys come from another table
+            value_rows = bilinear_taps(nb.frame[None, :, :, None], position, lr_size)[0]
+        outside = outside_extent(position, lr_size).permute(1, 0, 2, 3)  # (N, h·w, D, K)
+        bias = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
+        bias = bias.masked_fill(outside.reshape(n, -1, 1, 1, d * kk), float("-inf"))  # (N, h·w, heads, 1, D·K)
+        return {
+            "keys": rearrange(other_keys, "n e h w -> (n h w) e"),  # (Nc·h·w, heads·d)
+            "values": rearrange(nb.values, "n c h w -> (n h w) c"),  # (Nc·h·w, C)
+            "key_rows": key_rows,
+            "value_rows": value_rows,
+            "fx": fx,
+            "fy": fy,
+            "bias": bias,
+        }
+
+    def _block_prior(self, plan: WindowPlan, block: AttentionBlock) -> Tensor:
         """The logit prior of a block of cells: `(cells or 1, heads, R·S, window²)`."""
-        i0, i1, j0, j1 = block
-        classes, rows, cols, lr_size, hr_size = plan.classes, plan.rows, plan.cols, plan.lr_size, plan.hr_size
-        if classes is not None:
-            table, row_class, col_class, col_classes = classes
-            rc, cc = row_class[i0:i1], col_class[j0:j1]
-            if bool((rc == rc[0]).all()) and bool((cc == cc[0]).all()):  # one class: broadcast, no copy
-                return table[int(rc[0]) * col_classes + int(cc[0])][None]  # (1, heads, R·S, window²)
-            flat = (rc[:, None] * col_classes + cc[None, :]).reshape(-1).to(device)  # (cells,)
-            return table.index_select(0, flat)  # (cells, heads, R·S, window²)
-        top, bottom = int(rows.start[i0]), int(rows.start[i1])
-        left, right = int(cols.start[j0]), int(cols.start[j1])
-        prior = self.prior(lr_size, hr_size, (top, bottom, left, right))  # (window², heads, th, tw)
-        row_local = (rows.slots[i0:i1] - top).clamp_min(0).reshape(-1).to(device)
-        col_local = (cols.slots[j0:j1] - left).clamp_min(0).reshape(-1).to(device)
-        prior = prior.index_select(2, row_local).index_select(3, col_local)  # (o, heads, hb·R, wb·S)
-        return rearrange(prior, "o e (hb r) (wb s) -> (hb wb) e (r s) o", hb=i1 - i0, wb=j1 - j0)
+        if plan.classes is not None:
+            table = plan.classes[0]  # (classes, heads, R·S, window²)
+            if isinstance(block.prior_class, int):
+                return table[block.prior_class][None]  # (1, heads, R·S, window²), a view
+            return table.index_select(0, block.prior_class)  # (cells, heads, R·S, window²)
+        hb, wb = block.shape
+        prior = self.prior(plan.lr_size, plan.hr_size, block.region)  # (window², heads, th, tw)
+        prior = prior.index_select(2, block.prior_rows).index_select(3, block.prior_cols)  # (o, heads, hb·R, wb·S)
+        return rearrange(prior, "o e (hb r) (wb s) -> (hb wb) e (r s) o", hb=hb, wb=wb)
 
     def _block(
         self,
         guidance: Tensor,
         keys_flat: Tensor,
         values_flat: Tensor,
-        plan: "WindowPlan",
-        block: tuple[int, int, int, int],
+        plan: WindowPlan,
+        block: AttentionBlock,
         out: Tensor,
-        tables: tuple[Tensor, Tensor, NeighbourCandidates] | None = None,
+        reads: dict[str, Tensor] | None = None,
     ) -> None:
-        """Attention for the LR cells `[i0, i1) × [j0, j1)` and the HR rectangle they own.
+        """Attention for the LR cells of `block` and the HR rectangle they own.
 
-        `tables`: flat neighbour keys `(Nc·h·w, heads·d)` and values `(Nc·h·w, C)` and the candidates.
+        `reads`: the neighbour candidates' tables and taps (`_neighbour_reads`), or None.
         """
-        i0, i1, j0, j1 = block
-        rows, cols, lr_size = plan.rows, plan.cols, plan.lr_size
-        hb, wb = i1 - i0, j1 - j0
-        r, s = rows.longest, cols.longest
-        top, bottom = int(rows.start[i0]), int(rows.start[i1])
-        left, right = int(cols.start[j0]), int(cols.start[j1])
-        if bottom <= top or right <= left:
-            return  # these cells own no HR pixel (output smaller than the grid)
-        n, device = guidance.shape[0], guidance.device
-        row_slots, col_slots = rows.slots[i0:i1], cols.slots[j0:j1]  # (hb, R), (wb, S)
-        padded_rows, padded_cols = row_slots.numel() != bottom - top, col_slots.numel() != right - left
+        (c0, c1), (hb, wb) = block.cells, block.shape
+        top, bottom, left, right = block.region
+        r, s = plan.rows.longest, plan.cols.longest
+        n = guidance.shape[0]
 
         region = guidance[:, :, top:bottom, left:right].to(self.query.weight.dtype)  # (N, Cq, th, tw)
-        if padded_rows:  # repeat a real row in the padding slots; their outputs are dropped below
-            region = region.index_select(2, (row_slots - top).clamp_min(0).reshape(-1).to(device))
-        if padded_cols:
-            region = region.index_select(3, (col_slots - left).clamp_min(0).reshape(-1).to(device))
+        if block.row_slots is not None:  # repeat a real row in the padding slots; their outputs are dropped below
+            region = region.index_select(2, block.row_slots)
+        if block.col_slots is not None:
+            region = region.index_select(3, block.col_slots)
         region = rearrange(region, "n c (hb r) (wb s) -> n (hb wb) (r s) c", hb=hb, wb=wb)  # (N, cells, R·S, Cq)
         q = F.linear(region, self.query.weight.flatten(1), self.query.bias)  # (N, cells, R·S, heads·d)
         q = rearrange(q, "n m l (e d) -> n m e l d", e=self.heads)  # (N, cells, heads, R·S, d)
 
-        cell_ids = (
-            torch.arange(i0, i1, device=device)[:, None] * lr_size[1] + torch.arange(j0, j1, device=device)[None, :]
-        ).reshape(-1)  # (cells,)
-        neighbours = plan.index.index_select(0, cell_ids)  # (cells, window²)
+        neighbours = plan.index[c0:c1]  # (cells, window²)
         k = keys_flat[:, neighbours]  # (N, cells, window², heads·d)
         k = rearrange(k, "n m o (e d) -> n m e o d", e=self.heads)  # (N, cells, heads, window², d)
         v = values_flat[:, neighbours]  # (N, cells, window², C), gathered once per cell
 
-        bias = plan.mask.index_select(0, cell_ids)[:, None, None, :].to(keys_flat.dtype)  # (cells, 1, 1, window²)
+        bias = plan.mask[c0:c1].to(keys_flat.dtype)  # (cells, 1, 1, window²)
         if self.prior is not None:
-            prior = self._block_prior(plan, block, device)
-            bias = bias + prior.to(q.dtype)  # (cells, heads, R·S, window²)
+            bias = bias + self._block_prior(plan, block).to(q.dtype)  # (cells, heads, R·S, window²)
 
-        bias = bias[None]  # (1, cells or 1, heads or 1, R·S or 1, window²)
-        if tables is not None:
-            k, v, bias = self._with_neighbours(k, v, bias, tables, cell_ids, lr_size, q.shape[-2])
+        bias = bias[None]  # (1, cells, heads or 1, R·S or 1, window²)
+        if reads is not None:
+            k, v, bias = self._with_neighbours(k, v, bias, reads, (c0, c1), q.shape[-2])
         probs = attention_probabilities(q, k, bias, backend=self.backend)  # (N, cells, heads, R·S, candidates)
         weights = probs.mean(dim=2).to(v.dtype)  # (N, cells, R·S, window²)
         # The product is taken transposed, (C × window²)(window² × R·S), so the result's last axis runs
@@ -347,14 +303,14 @@ class WindowAttention(nn.Module):
         mixed = torch.matmul(v.transpose(-1, -2), weights.transpose(-1, -2))  # (N, cells, C, R·S)
         mixed = mixed.view(n, hb, wb, -1, r, s).permute(0, 3, 1, 4, 2, 5)  # (N, C, hb, R, wb, S), a view
         target = out[:, :, top:bottom, left:right]
-        if not (padded_rows or padded_cols):
+        if block.row_keep is None and block.col_keep is None:
             target.unflatten(3, (wb, s)).unflatten(2, (hb, r)).copy_(mixed)
             return
         mixed = mixed.reshape(n, -1, hb * r, wb * s)  # (N, C, hb·R, wb·S)
-        if padded_rows:  # drop the padding slots (non-integer scales)
-            mixed = mixed.index_select(2, (row_slots.reshape(-1) >= 0).nonzero().squeeze(1).to(device))
-        if padded_cols:
-            mixed = mixed.index_select(3, (col_slots.reshape(-1) >= 0).nonzero().squeeze(1).to(device))
+        if block.row_keep is not None:  # drop the padding slots (non-integer scales)
+            mixed = mixed.index_select(2, block.row_keep)
+        if block.col_keep is not None:
+            mixed = mixed.index_select(3, block.col_keep)
         target.copy_(mixed)
 
     def _with_neighbours(
@@ -362,35 +318,30 @@ class WindowAttention(nn.Module):
         k: Tensor,
         v: Tensor,
         bias: Tensor,
-        tables: tuple[Tensor, Tensor, NeighbourCandidates],
-        cell_ids: Tensor,
-        lr_size: tuple[int, int],
+        reads: dict[str, Tensor],
+        cells: tuple[int, int],
         queries: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Append the neighbour-frame candidates of a block of cells to its own window.
 
         Args:
             k: `(N, cells, heads, window², d)`; v: `(N, cells, window², C)`; bias: broadcastable to
-                `(N, cells, heads, R·S, window²)`; cell_ids: `(cells,)` flat LR index; queries: R·S.
+                `(N, cells, heads, R·S, window²)`; reads: `_neighbour_reads`; cells: the block's flat range;
+                queries: R·S.
         Returns:
             k `(N, cells, heads, L, d)`, v `(N, cells, L, C)`, bias `(N, cells, heads, R·S, L)` with
             L = window² + D·K, the neighbour candidates read bilinearly once per cell.
         """
-        key_table, value_table, nb = tables
-        n, cells = k.shape[:2]
-        d, kk = nb.frame.shape[1], nb.cells.shape[0]
-        centre = nb.centre.flatten(3).index_select(3, cell_ids)  # (N, D, 2, cells)
-        position = centre.permute(0, 3, 1, 2)[:, :, :, None, :] + nb.cells  # (N, cells, D, K, 2)
-        kt = gather_bilinear(key_table, nb.key_frame[:, None, :, None], position, lr_size)  # (N, cells, D, K, heads·d)
-        vt = gather_bilinear(value_table, nb.frame[:, None, :, None], position, lr_size)  # (N, cells, D, K, C)
-        kt = rearrange(kt, "n m f o (e d) -> n m e (f o) d", e=self.heads)  # (N, cells, heads, D·K, d)
-        vt = rearrange(vt, "n m f o c -> n m (f o) c")  # (N, cells, D·K, C)
-        outside = outside_extent(position, lr_size)  # (N, cells, D, K)
-        extra = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
-        extra = extra.masked_fill(outside.reshape(n, cells, 1, 1, d * kk), float("-inf"))  # (N, cells, heads, 1, D·K)
-        heads = k.shape[2]
-        own = bias.expand(n, cells, heads, queries, bias.shape[-1])
-        extra = extra.to(own.dtype).expand(n, cells, heads, queries, d * kk)
+        c0, c1 = cells
+        n, m, heads = k.shape[0], k.shape[1], k.shape[2]
+        fx, fy = reads["fx"][c0:c1], reads["fy"][c0:c1]
+        kt = lerp_taps(reads["keys"], reads["key_rows"][c0:c1], fx, fy)  # (cells, N, D, K, heads·d)
+        vt = lerp_taps(reads["values"], reads["value_rows"][c0:c1], fx, fy)  # (cells, N, D, K, C)
+        kt = rearrange(kt, "m n f o (e d) -> n m e (f o) d", e=self.heads)  # (N, cells, heads, D·K, d)
+        vt = rearrange(vt, "m n f o c -> n m (f o) c")  # (N, cells, D·K, C)
+        extra = reads["bias"][:, c0:c1]  # (N, cells, heads, 1, D·K)
+        own = bias.expand(n, m, heads, queries, bias.shape[-1])
+        extra = extra.to(own.dtype).expand(n, m, heads, queries, extra.shape[-1])
         return (
             torch.cat([k, kt.to(k.dtype)], dim=3),
             torch.cat([v, vt.to(v.dtype)], dim=2),

@@ -467,7 +467,7 @@ class VideoAnyUp(ConfiguredNetwork):
         index = torch.arange(t)[:, None] + torch.tensor(deltas)[None, :]  # (T, D)
         present = ((index >= 0) & (index < t)).to(codes.device)
         frame = index.clamp(0, t - 1).to(codes.device)
-        key_frame = frame.clone()
+        key_frame = frame  # the same tensor: the attention then works out the bilinear taps once
         table = keys
         if mode == "lookahead":
             future = torch.tensor([d > 0 for d in deltas], device=codes.device)
@@ -517,8 +517,13 @@ class VideoAnyUp(ConfiguredNetwork):
             chunk[k] = frame[0]
         return chunk
 
-    def stream(self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None):
-        """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs."""
+    def stream(
+        self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False
+    ):
+        """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs.
+
+        `compile=True` (or a backend's name) runs each frame's steps through `torch.compile` (see
+        `VideoAnyUpStream`)."""
         from videoanyup.models.videoanyup_stream import VideoAnyUpStream
 
-        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile)
+        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile)

@@ -24,7 +24,9 @@ from torch import Tensor
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, resize_flow
+from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.layers.guidance_encoder import resize_guidance
+from videoanyup.layers.window_attention import default_query_tile
 from videoanyup.validation import compute_dtype
 
 
@@ -38,7 +40,7 @@ class _Frame:
     code: Tensor  # (B, S, h, w)
     small: Tensor  # (B, 3, fh, fw) frame on the flow grid
     guidance: Tensor | None  # (B, Cg, H, W), dropped once the frame is out
-    alone_keys: Tensor | None = None  # (B, Ck, h, w) keys from the frame's own state (look-ahead neighbours)
+    alone_keys: Tensor | None  # (B, Ck, h, w) keys from the frame's own state (look-ahead neighbours)
     keys: Tensor | None = None  # (B, Ck, h, w) keys, once the frame is out
     to_prev: Tensor | None = None  # (B, 2, h, w) LR flow f_{t→t−1}, once the frame is out
 
@@ -67,6 +69,13 @@ class VideoAnyUpStream:
         size, scale: the output grid, as for `VideoAnyUp.forward` (default: the first frame's size).
         mode: "unidirectional", "lookahead" or "perframe" (default: `default_stream_mode(model)`).
         query_tile: HR queries per attention chunk.
+        compile: run each frame's work through `torch.compile` (True: the default backend, inductor; or a
+            backend's name): the step of a pushed frame (descriptor, guidance, code) and the step of an
+            emitted frame (flow to the previous frame, look-ahead context, recurrent step, keys, neighbour
+            windows, window attention, blend). Both trace as one graph each: the attention's plan and
+            blocks are made with the first frame, and the look-ahead flows between future frames are
+            computed before the step. The first frames compile (fewer previous states and neighbours);
+            a stream keeps its shapes, so nothing recompiles after them.
     """
 
     def __init__(
@@ -77,12 +86,15 @@ class VideoAnyUpStream:
         scale: float | Sequence[float] | None = None,
         mode: str | None = None,
         query_tile: int | None = None,
+        compile: bool | str = False,
     ) -> None:
         mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
         if mode == "bidirectional":
             raise ValueError(
                 'mode="bidirectional" needs the whole clip; stream "unidirectional", "lookahead" or "perframe"'
             )
+        if not isinstance(compile, (bool, str)):
+            raise ValueError(f"compile must be True, False or a torch.compile backend name, got {compile!r}")
         self.model, self.mode, self.query_tile = model, mode, query_tile
         self.size, self.scale = size, scale
         self.k = model.config.lookahead if mode == "lookahead" else 0
@@ -95,6 +107,12 @@ class VideoAnyUpStream:
         self._steps: dict[tuple[int, int], Tensor] = {}
         self.hr_size: tuple[int, int] | None = None
         self.lr_shape: tuple[int, ...] | None = None
+        self.deltas = model.neighbour_deltas(mode)
+        self._push, self._step = self._push_step, self._frame_step
+        if compile:
+            backend = "inductor" if compile is True else compile
+            self._push = torch.compile(self._push_step, backend=backend, dynamic=False)
+            self._step = torch.compile(self._frame_step, backend=backend, dynamic=False)
 
     @torch.inference_mode()
     def push(self, feats: Tensor, frame: Tensor) -> list[Tensor]:
@@ -117,26 +135,43 @@ class VideoAnyUpStream:
             default = self.size is None and self.scale is None
             self.hr_size = video_size if default else output_size(h, w, scale=self.scale, size=self.size)
             self.video_size = video_size
-            self.plan = self.model.attention.plan((h, w), self.hr_size, feats.device)
+            attention = self.model.attention
+            self.plan = attention.plan((h, w), self.hr_size, feats.device)
+            tile = default_query_tile(feats.device) if self.query_tile is None else self.query_tile
+            if not isinstance(tile, bool) and isinstance(tile, int) and tile > 0:  # else the attention names it
+                self.plan.blocks(feats.shape[0], tile, per_block_prior=attention.prior is not None and self.plan.classes is None)
         elif tuple(feats.shape) != self.lr_shape or tuple(frame.shape[-2:]) != self.video_size:
             raise ValueError(
                 f"every pushed frame must have the shapes of the first: feats {self.lr_shape}, frame size "
                 f"{self.video_size}; got {tuple(feats.shape)} and {tuple(frame.shape[-2:])}"
             )
-        model = self.model
-        descriptor, pooled, guidance = model.describe(feats, frame, self.hr_size)
-        small = resize_guidance(frame, model.flow_size((h, w), self.video_size)).to(descriptor.dtype)
-        code = model.code(descriptor, pooled)
-        record = _Frame(feats, descriptor, pooled, code, small, guidance)
-        if self.mode == "lookahead" and any(d > 0 for d in model.neighbour_deltas(self.mode)):
-            alone = model.propagation.forward_step(code, None, [], [])  # the frame's state on its own
-            record.alone_keys = model.keys(pooled, descriptor, alone)
+        record = _Frame(feats, *self._push(feats, frame))
         self.frames[self.pushed] = record
         self.pushed += 1
         ready = []
         while self.emitted + self.k < self.pushed:
             ready.append(self._emit(self.emitted, length=None))
         return ready
+
+    def _push_step(self, feats: Tensor, frame: Tensor) -> tuple:
+        """A pushed frame's own work, tensor operations only (what `compile=True` compiles).
+
+        Args:
+            feats: `(B, C, h, w)`; frame: `(B, 3, H0, W0)`.
+        Returns:
+            descriptor `(B, M, h, w)`, pooled guidance `(B, Cg, h, w)`, code `(B, S, h, w)`, the frame on the
+            flow grid `(B, 3, fh, fw)`, HR guidance `(B, Cg, H, W)`, and in look-ahead mode with future
+            neighbours the keys of the frame's own state `(B, Ck, h, w)` (else None).
+        """
+        model = self.model
+        descriptor, pooled, guidance = model.describe(feats, frame, self.hr_size)
+        small = resize_guidance(frame, model.flow_size(tuple(feats.shape[-2:]), self.video_size)).to(descriptor.dtype)
+        code = model.code(descriptor, pooled)
+        alone_keys = None
+        if self.mode == "lookahead" and any(d > 0 for d in self.deltas):
+            alone = model.propagation.forward_step(code, None, [], [])  # the frame's state on its own
+            alone_keys = model.keys(pooled, descriptor, alone)
+        return descriptor, pooled, code, small, guidance, alone_keys
 
     @torch.inference_mode()
     def flush(self) -> list[Tensor]:
@@ -153,90 +188,153 @@ class VideoAnyUpStream:
             self._steps[(ref, supp)] = resize_flow(flow, tuple(self.lr_shape[-2:]))
         return self._steps[(ref, supp)]
 
-    def _emit(self, t: int, length: int | None) -> Tensor:
-        """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
-        model, record = self.model, self.frames[t]
-        context, grid_flow, to_prev = None, None, None
+    def _step_arguments(self, t: int, length: int | None) -> tuple:
+        """What `_frame_step` needs for frame t, gathered from the ring (`length`: the clip's, once known).
+
+        The look-ahead flows between future frames (and the forward flows of the neighbour windows) are
+        computed here, outside the step, and cached: each is used by several frames.
+        """
+        record = self.frames[t]
+        prev_small, futures, steps = None, [], []
         if self.mode != "perframe":
             if t > 0:
-                grid_flow = model.flow(record.small, self.frames[t - 1].small)  # (B, 2, fh, fw), f_{t→t−1}
-                to_prev = resize_flow(grid_flow, tuple(self.lr_shape[-2:]))  # (B, 2, h, w), f_{t→t−1}
+                prev_small = self.frames[t - 1].small
             if self.mode == "lookahead":
                 index = [mirrored_index(i, length) if length is not None else i for i in range(t, t + self.k + 1)]
                 futures = [self.frames[i].code for i in index[1:]]
                 steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
-                context = model.propagation.lookahead_context(record.code, futures, steps)
-        state = self.loop.step(record.code, context, to_prev)
-        keys = model.keys(record.pooled, record.descriptor, state)
-        record.keys = keys
-        record.to_prev = to_prev
-        b, c = record.feats.shape[:2]
-        out = record.feats.new_empty(b, c, *self.hr_size)
-        model.attention(
-            record.guidance, keys, record.feats, query_tile=self.query_tile, out=out, plan=self.plan,
-            neighbours=self._neighbours(t),
+        states = [] if self.mode == "perframe" else list(self.loop.states)
+        last = (None, None) if self.mode == "perframe" else (self.last_output, self.last_guidance)
+        return (
+            record.feats, record.descriptor, record.pooled, record.code, record.small, record.guidance,
+            prev_small, futures, steps, states, self.loop.flow, self._neighbour_inputs(t), *last,
         )
-        if model.blend is not None and self.mode != "perframe" and self.last_output is not None:
-            flow = resize_flow(grid_flow, self.hr_size)
-            out = model.blend(out, self.last_output, flow, record.guidance, self.last_guidance)
+
+    def _emit(self, t: int, length: int | None) -> Tensor:
+        """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
+        model, record = self.model, self.frames[t]
+        out, state, to_prev, keys = self._step(*self._step_arguments(t, length))
+        if self.mode != "perframe":
+            self.loop.record(state, to_prev)
+        record.keys, record.to_prev = keys, to_prev
         self.last_output, self.last_guidance = out, record.guidance
         record.guidance = None
         self.emitted += 1
-        reach = model.config.temporal_reach if model.neighbour_deltas(self.mode) else 1
+        reach = model.config.temporal_reach if self.deltas else 1
         keep = min(t - self.k - 1, t + 1 - reach)  # what mirrored padding and the neighbour windows may read
         for old in [i for i in self.frames if i < keep]:
             del self.frames[old]
         self._steps = {key: v for key, v in self._steps.items() if min(key) >= keep}
         return out
 
-    def _neighbours(self, t: int):
-        """The neighbour-window candidates of frame t (None without spatio-temporal attention).
+    def _frame_step(
+        self,
+        feats: Tensor,
+        descriptor: Tensor,
+        pooled: Tensor,
+        code: Tensor,
+        small: Tensor,
+        guidance: Tensor,
+        prev_small: Tensor | None,
+        futures: list[Tensor],
+        steps: list[Tensor],
+        states: list[Tensor],
+        prev_flow: Tensor | None,
+        neighbours: tuple | None,
+        last_output: Tensor | None,
+        last_guidance: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """One emitted frame's work, tensor operations only (what `compile=True` compiles).
 
-        Reads only the ring: frames t − r … t + k, their keys (their own-state keys for future frames in
-        look-ahead mode, as the batch model does) and the flows between them. Neighbours outside the clip
-        (before frame 0, or past the last frame once `flush` knows it) are masked out.
+        Args:
+            feats `(B, C, h, w)`, descriptor, pooled, code `(B, ·, h, w)`, small `(B, 3, fh, fw)` and guidance
+                `(B, Cg, H, W)`: frame t's, from `_push_step`.
+            prev_small: frame t − 1 on the flow grid (None: first frame, or perframe).
+            futures, steps: look-ahead codes of t+1..t+k and the LR flows between them (empty otherwise).
+            states: `[s_{t−1}, s_{t−2}]` (0 to 2); prev_flow: f_{t−1→t−2} `(B, 2, h, w)` or None.
+            neighbours: `_neighbour_inputs(t)`; last_output `(B, C, H, W)`, last_guidance: frame t − 1's, for
+                the blend (None: first frame, perframe, or no blend).
+        Returns:
+            the output `(B, C, H, W)`, the state `(B, S, h, w)`, f_{t→t−1} `(B, 2, h, w)` (or None) and the keys
+            `(B, Ck, h, w)` of frame t.
         """
         model = self.model
-        deltas = model.neighbour_deltas(self.mode)
-        if not deltas:
+        grid_flow, to_prev, context = None, None, None
+        if prev_small is not None:
+            grid_flow = model.flow(small, prev_small)  # (B, 2, fh, fw), f_{t→t−1}
+            to_prev = resize_flow(grid_flow, tuple(feats.shape[-2:]))  # (B, 2, h, w)
+        if futures:
+            context = model.propagation.lookahead_context(code, futures, steps)
+        if self.mode == "perframe":
+            state = model.propagation.forward_step(code, context, [], [])
+        else:
+            state = advance_forward(model.propagation, code, context, states, to_prev, prev_flow)
+        keys = model.keys(pooled, descriptor, state)
+        candidates = None
+        if neighbours is not None:
+            candidates = self._candidates(feats, keys, code, to_prev, *neighbours)
+        out = feats.new_empty(*feats.shape[:2], *self.hr_size)
+        model.attention(guidance, keys, feats, query_tile=self.query_tile, out=out, plan=self.plan, neighbours=candidates)
+        if model.blend is not None and last_output is not None:
+            flow = resize_flow(grid_flow, self.hr_size)
+            out = model.blend(out, last_output, flow, guidance, last_guidance)
+        return out, state, to_prev, keys
+
+    def _neighbour_inputs(self, t: int) -> tuple | None:
+        """What the neighbour windows of frame t read from the ring (None: no neighbour in the clip yet).
+
+        Returns `(present, others, back_steps, ahead_steps)`: per Δ whether t + Δ is in the clip so far, and
+        its `(feats, keys, code)` (three Nones when it is not) (its own-state keys for future frames in look-ahead mode, as the batch
+        model reads); the stored flows f_{t−j+1→t−j} for j ≥ 2 and the flows f_{t+j−1→t+j} (j ≥ 1) to compose.
+        """
+        if not self.deltas:
             return None
-        record = self.frames[t]
-        b = record.feats.shape[0]
-        present = [0 <= t + d < self.pushed for d in deltas]
+        present = tuple(0 <= t + d < self.pushed for d in self.deltas)
         if not any(present):
             return None
-        zero = torch.zeros_like(record.code[:, :2])  # (B, 2, h, w)
+        others = []
+        for delta, here in zip(self.deltas, present):
+            other = self.frames[t + delta] if here else None
+            if other is None:  # a tuple still: a compiled step's guards read these slots by position
+                others.append((None, None, None))
+            else:
+                keys = other.alone_keys if self.mode == "lookahead" and delta > 0 else other.keys
+                others.append((other.feats, keys, other.code))
+        back = max([-d for d in self.deltas if d < 0], default=0)
+        ahead = max([d for d in self.deltas if d > 0], default=0)
+        back_steps = [self.frames[t - j + 1].to_prev for j in range(2, back + 1) if t - j >= 0]
+        ahead_steps = [self._lr_step(t + j - 1, t + j) for j in range(1, ahead + 1) if t + j < self.pushed]
+        return present, others, back_steps, ahead_steps
+
+    def _candidates(self, feats, keys, code, to_prev, present, others, back_steps, ahead_steps):
+        """Neighbour candidates of frame t (see `_neighbour_inputs`): flows t → t + Δ composed from the steps,
+        window centres, tables. Neighbours outside the clip are masked out."""
+        model = self.model
         flows: dict[int, Tensor] = {}
-        for sign in (-1, 1):
+        for sign, chain in ((-1, [] if to_prev is None else [to_prev, *back_steps]), (1, ahead_steps)):
             flow = None
-            for j in range(1, max([abs(d) for d in deltas if d * sign > 0], default=0) + 1):
-                if not 0 <= t + sign * j < self.pushed:
-                    break
-                if sign < 0:
-                    step = self.frames[t - j + 1].to_prev  # f_{t−j+1→t−j}
-                else:
-                    step = self._lr_step(t + j - 1, t + j)  # f_{t+j−1→t+j}
+            for j, step in enumerate(chain, start=1):
                 flow = step if flow is None else compose_flows(flow, step)
                 flows[sign * j] = flow
-        values, keys, centres = [], [], []
-        for delta, here in zip(deltas, present):
-            if not here:
-                values.append(record.feats)
-                keys.append(record.keys)
-                centres.append(model.temporal.centre(record.code, record.code, zero, 0))
+        zero = torch.zeros_like(code[:, :2])  # (B, 2, h, w)
+        values, tables, centres = [], [], []
+        for delta, other in zip(self.deltas, others):
+            if other[0] is None:
+                values.append(feats)
+                tables.append(keys)
+                centres.append(model.temporal.centre(code, code, zero, 0))
                 continue
-            other = self.frames[t + delta]
-            values.append(other.feats)
-            keys.append(other.alone_keys if self.mode == "lookahead" and delta > 0 else other.keys)
-            centres.append(model.temporal.centre(record.code, other.code, flows[delta], delta))
-        d = len(deltas)
-        rows = torch.arange(b * d, device=record.feats.device).view(b, d)  # row n·D + d of the tables
+            values.append(other[0])
+            tables.append(other[1])
+            centres.append(model.temporal.centre(code, other[2], flows[delta], delta))
+        b, d = feats.shape[0], len(self.deltas)
+        rows = torch.arange(b * d, device=feats.device).view(b, d)  # row n·D + d of the tables
         return model.temporal.candidates(
-            torch.stack(keys, dim=1).flatten(0, 1),  # (B·D, Ck, h, w)
+            torch.stack(tables, dim=1).flatten(0, 1),  # (B·D, Ck, h, w)
             torch.stack(values, dim=1).flatten(0, 1),  # (B·D, C, h, w)
             rows,
             rows,
             torch.stack(centres, dim=1),  # (B, D, 2, h, w)
-            deltas,
+            self.deltas,
             torch.tensor(present, device=rows.device)[None].expand(b, d),
         )

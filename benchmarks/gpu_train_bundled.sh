@@ -101,24 +101,18 @@ fi
   (cd /tmp && "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"); } 2>&1 | tee -a "$log"
 
 driver=("$PY" "$repo/benchmarks/gpu_train_bundled.py" --data "$DATA" --work "$work")
-if [ "$mode" = smoke ]; then
-  for chain in lite videoanyup; do
-    "${driver[@]}" --chain "$chain" --smoke > "$work/$chain.log" 2>&1
-    echo "== $chain (exit $?)" >> "$log"; grep -v -i "warn" "$work/$chain.log" >> "$log"
-  done
-else
-  # Leave ~20 s at the end for collecting; each chain stops starting stages that would not fit.
-  deadline=$(( start + ${BUDGET_S:-530} - 20 ))
-  for chain in lite videoanyup; do
-    OMP_NUM_THREADS=6 "${driver[@]}" --chain "$chain" --deadline "$deadline" > "$work/$chain.log" 2>&1 &
-    eval "pid_$chain=\$!"
-  done
-  wait "$pid_lite"; status_lite=$?
-  wait "$pid_videoanyup"; status_videoanyup=$?
-  for chain in lite videoanyup; do
-    eval "echo \"== \$chain (exit \$status_$chain)\"" >> "$log"
-    grep -v -i "warn" "$work/$chain.log" | grep -v "^\s*$" >> "$log"
-  done
-fi
+# Leave ~20 s at the end for collecting; each chain stops starting stages that would not fit.
+deadline=$(( start + ${BUDGET_S:-530} - 20 ))
+if [ "$mode" = smoke ]; then extra=(--smoke); threads=${OMP_NUM_THREADS:-1}; else extra=(--deadline "$deadline"); threads=6; fi
+for chain in lite videoanyup; do  # side by side: one process per chain
+  OMP_NUM_THREADS=$threads "${driver[@]}" --chain "$chain" "${extra[@]}" > "$work/$chain.log" 2>&1 &
+  eval "pid_$chain=\$!"
+done
+wait "$pid_lite"; status_lite=$?
+wait "$pid_videoanyup"; status_videoanyup=$?
+for chain in lite videoanyup; do
+  eval "echo \"== \$chain (exit \$status_$chain)\"" >> "$log"
+  grep -v -i "warn" "$work/$chain.log" | grep -v "^\s*$" >> "$log"
+done
 "$PY" "$repo/benchmarks/gpu_train_bundled.py" --collect --work "$work" --out "$out" 2>&1 | tee -a "$log"
 echo "total $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -21,18 +21,18 @@ CLIPS = ("bedroom", "reds_demo_000_lr", "bigbuckbunny", "bikes", "carphone_prist
 
 
 def write_clip(folder: Path, base: np.ndarray, frames: int, *, mask_folder: Path | None = None) -> None:
-    """`frames` crops of `base` moving one pixel a frame (48×64 JPEG), with a square mask per frame if asked."""
+    """`frames` crops of `base` moving a pixel or two a frame (32×40 JPEG), with a square mask per frame if asked."""
     from PIL import Image
 
     folder.mkdir(parents=True)
     if mask_folder is not None:
         mask_folder.mkdir(parents=True)
     for t in range(frames):
-        crop = base[t : t + 48, 2 * t : 2 * t + 64]
+        crop = base[t : t + 32, 2 * t : 2 * t + 40]
         Image.fromarray(crop).save(folder / f"{t:05d}.jpg", quality=95)
         if mask_folder is not None:
-            mask = np.zeros((48, 64), np.uint8)
-            mask[10 + t : 30 + t, 20:40] = 255
+            mask = np.zeros((32, 40), np.uint8)
+            mask[8 + t : 20 + t, 12:28] = 255
             Image.fromarray(mask).save(mask_folder / f"{t:05d}.png")
 
 
@@ -56,7 +56,7 @@ def test_smoke_run_writes_weights_and_held_out_scores(tiny_data: Path, tmp_path:
 
     out = tmp_path / "out"
     env = dict(os.environ, OUT=str(out), DATA=str(tiny_data), WORK=str(tmp_path / "work"), PYTHON=sys.executable,
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), HF_HUB_OFFLINE="1")
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     result = subprocess.run(["bash", str(SCRIPT), "smoke"], env=env, capture_output=True, text=True, timeout=600)
     log = (out / "log.txt").read_text() if (out / "log.txt").is_file() else result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]

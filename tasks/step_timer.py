@@ -107,6 +107,7 @@ class StepTimer(L.Callback):
         if self._start is not None and len(self.wall) < len(self.seconds):
             self.wall.append(now - self._start)  # the last step: to the end of training
         self._start = None
+        folder = trainer.log_dir  # collective under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         device = trainer.strategy.root_device
@@ -114,7 +115,6 @@ class StepTimer(L.Callback):
         figures = self.figures(device)
         for logger in trainer.loggers:
             logger.log_metrics({f"perf/{k}": v for k, v in figures.items() if isinstance(v, (int, float))}, step=trainer.global_step)
-        folder = trainer.log_dir
         if folder:
             path = Path(folder) / "speed.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -137,12 +137,12 @@ def lite_overrides(smoke: bool) -> list[str]:
 def run_lite(chain: Chain, data: Path) -> None:
     smoke, work = chain.smoke, chain.work
     sources = ["--data.train_sources", yaml_list(lite_train_sources(data))]
-    stage1 = chain.stage("train_bidirectional", 200, lambda: train(
+    stage1 = chain.stage("train_bidirectional", 180, lambda: train(
         "avsr", ["--config", str(ROOT / "configs/avsr/lite_gpu.yaml"), *sources, *lite_overrides(smoke)], work, "lite_bidirectional"))
     if stage1 is None:
         return
     chain.record["speed_bidirectional"] = speed(stage1)
-    stage2 = chain.stage("train_modes", 100, lambda: train(
+    stage2 = chain.stage("train_modes", 90, lambda: train(
         "avsr", ["--config", str(ROOT / "configs/avsr/lite_gpu_modes.yaml"), "--model.init_weights", str(stage1), *sources,
                  *lite_overrides(smoke)], work, "lite_modes"))
     final = stage2 or stage1
@@ -155,10 +155,10 @@ def run_lite(chain: Chain, data: Path) -> None:
     scores: dict[str, Any] = {}
     for label, weights in (("new", str(final)), ("shipped", "lite")):
         scores[label] = {}
-        scores[label]["bidirectional"] = chain.stage(f"evaluate_{label}_bidirectional", 45, lambda w=weights: evaluate_lite(
+        scores[label]["bidirectional"] = chain.stage(f"evaluate_{label}_bidirectional", 60, lambda w=weights: evaluate_lite(
             data, w, ["bidirectional"], frames[0], device))
         if stage2 is not None or label == "shipped":
-            scores[label]["causal"] = chain.stage(f"evaluate_{label}_causal", 45, lambda w=weights: evaluate_lite(
+            scores[label]["causal"] = chain.stage(f"evaluate_{label}_causal", 60, lambda w=weights: evaluate_lite(
                 data, w, ["unidirectional", "lookahead"], frames[1], device))
     chain.record["heldout"] = scores
 

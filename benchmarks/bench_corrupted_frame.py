@@ -64,21 +64,24 @@ def run(args: argparse.Namespace) -> dict:
     from videoanyup.tasks.probes.fidelity import cosine_map, reference_features
 
     torch.set_num_threads(args.threads)
-    model = VideoAnyUp.from_pretrained(args.weights).eval()
+    device = torch.device(getattr(args, "device", "cpu"))
+    model = VideoAnyUp.from_pretrained(args.weights).eval().to(device)
     trained = set(model.trained_modes or METHODS[1:])
     scores: dict[str, dict[str, list[float]]] = {m: {"clean": [], "blur": [], "box": []} for m in METHODS}
     start = time.perf_counter()
     for seed in args.seeds:
         torch.manual_seed(seed)
-        backbone = build_backbone(args.backbone, random=True)
+        backbone = build_backbone(args.backbone, random=True).to(device)
         for name in args.seqs:
-            seq = davis.load_sequence(args.davis, name, frames=args.frames, short_side=224, patch_size=backbone.patch_size)
-            frames = seq.frames  # (T, 3, H, W)
+            seq = davis.load_sequence(
+                args.davis, name, frames=args.frames, short_side=getattr(args, "short_side", 224), patch_size=backbone.patch_size
+            )
+            frames = seq.frames.to(device)  # (T, 3, H, W)
             t = min(args.frame, frames.shape[0] - 1)
             size = tuple(frames.shape[-2:])
             reference = reference_features(backbone, frames[t : t + 1])  # (1, C, 2h, 2w), the clean target
             box = box_of(size, args.box)
-            mask = inside_cells(box, size, tuple(reference.shape[-2:]))
+            mask = inside_cells(box, size, tuple(reference.shape[-2:])).to(device)
             with torch.inference_mode():
                 clean_feats = backbone.extract(frames[None])[0].float()  # (T, C, h, w)
             for kind in ("clean", *args.kinds):
@@ -145,11 +148,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3])
     parser.add_argument("--backbone", default="dinov2_vits14", help="built with random weights (offline)")
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--short-side", type=int, default=224, help="frames resized to this short side (default 224)")
     parser.add_argument("--frame", type=int, default=4, help="the degraded frame t (default 4 of 8)")
     parser.add_argument("--sigma", type=float, default=10.0, help="blur σ in pixels of the 224-short-side frame (≳ 10: see the docstring)")
     parser.add_argument("--box", type=float, default=0.4, help="grey box side as a fraction of the frame's sides")
     parser.add_argument("--kinds", type=lambda s: s.split(","), default=["blur", "box"], help="blur, box or both")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, … (the random backbone is seeded on the CPU)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     if not Path(args.davis).is_dir():

@@ -151,3 +151,54 @@ def test_eval_clips_protocol_and_padding(root):
     assert sample["label"] == "x2.5x3"
     cropped = EvalClips(clips, [(2.0, 2.0)], crop=(20, 30))[0]
     assert cropped["hr"].shape[-2:] == (20, 30)
+
+
+class _WhoLoads(TrainPatches):
+    """TrainPatches that also says which process built each sample and counts `preload` calls (main process)."""
+
+    preloads: list[int] = []
+
+    def preload(self) -> None:
+        import os
+
+        super().preload()
+        self.preloads.append(os.getpid())
+
+    def __getitem__(self, request):
+        import os
+
+        return {**super().__getitem__(request), "pid": torch.tensor(os.getpid())}
+
+
+def test_workers_persist_across_epochs_and_resume_exactly(root):
+    """One worker serves every epoch (same process), with the batches of the in-process loader, epoch by epoch
+    and after a mid-epoch resume; the dataset's videos are decoded once, in the main process, before it starts."""
+    import os
+
+    from videoanyup.tasks.avsr.sources import _decoded_video
+
+    clips = find_clips([root / "reds", root / "videos"])
+    _decoded_video.cache_clear()
+    _WhoLoads.preloads = []
+    plain = ResumableLoader(TrainPatches(clips, num_frames=3), sampler(clips))
+    loader = ResumableLoader(_WhoLoads(clips, num_frames=3), sampler(clips), num_workers=1)
+    assert loader.persistent_workers and not plain.persistent_workers
+    pids = set()
+    for epoch in (0, 1):
+        plain.batch_sampler.set_epoch(epoch)
+        loader.batch_sampler.set_epoch(epoch)
+        expected = [b["lr"] for b in plain]
+        got = list(loader)
+        assert len(got) == len(expected) and all(torch.equal(b["lr"], e) for b, e in zip(got, expected))
+        pids |= {int(p) for b in got for p in b["pid"]}
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker process, kept between epochs
+    assert _WhoLoads.preloads == [os.getpid()]  # once, here, before the worker started
+    assert _decoded_video.cache_info().currsize == 1  # the mp4 was decoded in this process (frame folders never are)
+    iterator = iter(loader)  # epoch 1 again, interrupted after 2 batches and resumed by a fresh loader state
+    seen = [next(iterator)["lr"] for _ in range(2)]
+    state = loader.state_dict()
+    loader.load_state_dict(state)
+    resumed = list(loader)
+    rest = [b["lr"] for b in resumed]
+    assert all(torch.equal(x, y) for x, y in zip(seen + rest, expected)) and len(seen + rest) == len(expected)
+    assert {int(p) for b in resumed for p in b["pid"]} == pids and _WhoLoads.preloads == [os.getpid()]

@@ -35,6 +35,11 @@ class TrainPatches(Dataset):
     def __len__(self) -> int:  # requests come from the batch sampler; this is only informative
         return len(self.clips)
 
+    def preload(self) -> None:
+        """Decode the video files `Clip.read` keeps decoded, in this process (`ResumableLoader`)."""
+        for clip in self.clips:
+            clip.preload()
+
     def __getitem__(self, request: ClipRequest) -> dict[str, Tensor]:
         clip = self.clips[request.clip]
         frames = clip.read(request.start, self.num_frames)  # (T, 3, H, W)

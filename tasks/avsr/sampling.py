@@ -6,7 +6,9 @@ epoch's plan — which clip and start frame, temporal reversal, flips, crop posi
 its sample. Workers therefore need no random state, and any batch of any epoch can be rebuilt exactly.
 
 `ResumableLoader` wraps a `DataLoader` over those requests with Lightning's `state_dict` /
-`load_state_dict` interface, so a checkpoint taken mid-epoch resumes at the next unseen batch.
+`load_state_dict` interface, so a checkpoint taken mid-epoch resumes at the next unseen batch. Its workers
+persist from epoch to epoch (no restart, no second decoding of the videos a worker caches), and the videos
+a dataset keeps decoded are decoded once in the main process before the workers start, which share them.
 """
 
 from __future__ import annotations
@@ -179,17 +181,28 @@ class ResumableLoader:
     prefetches to find the last batch of unsized ones), so the batches yielded are the batches trained on;
     `LOOP_PREFETCH` would correct for a loop that did (the resume test pins this).
 
+    With workers, one `DataLoader` serves every epoch and its workers persist (`persistent_workers`): a new
+    epoch neither restarts them (seconds each) nor makes them decode their cached videos again. Before the
+    workers start, the dataset's `preload()` (if it has one) runs in this process, so the workers, forked
+    from it, share what it decoded instead of each stalling a step on it.
+
     Args:
         dataset: maps a `ClipRequest` to a sample.
         batch_sampler: the epoch plan.
         num_workers, pin_memory: as in `DataLoader`.
+        persistent_workers: keep the workers between epochs (default: when there are workers).
     """
 
     LOOP_PREFETCH = 0  # batches Lightning's fit loop fetches ahead of the one it trains on (sized loader)
 
-    def __init__(self, dataset: Dataset, batch_sampler: ClipBatchSampler, *, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self, dataset: Dataset, batch_sampler: ClipBatchSampler, *, num_workers: int = 0, pin_memory: bool = False,
+        persistent_workers: bool | None = None,
+    ) -> None:
         self.dataset, self.batch_sampler = dataset, batch_sampler
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = num_workers > 0 if persistent_workers is None else bool(persistent_workers and num_workers > 0)
+        self._loader: DataLoader | None = None
         self._yielded = 0
         self._exhausted = False
 
@@ -204,15 +217,19 @@ class ResumableLoader:
     def __iter__(self) -> Iterator[Any]:
         sampler = self.batch_sampler
         self._yielded, self._exhausted = sampler.skip, False
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=_Once(sampler),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate,
-            persistent_workers=False,
-        )
-        return self._count(iter(loader))
+        if self._loader is None or not self.persistent_workers:
+            preload = getattr(self.dataset, "preload", None)
+            if self.num_workers > 0 and preload is not None:
+                preload()
+            self._loader = DataLoader(
+                self.dataset,
+                batch_sampler=_Pass(sampler),
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                collate_fn=collate,
+                persistent_workers=self.persistent_workers,
+            )
+        return self._count(iter(self._loader))
 
     def _count(self, iterator: Iterator[Any]) -> Iterator[Any]:
         for batch in iterator:
@@ -232,16 +249,19 @@ class ResumableLoader:
         self.batch_sampler.skip = consumed
 
 
-class _Once:
-    """The sampler's batches for one pass, with the epoch and skip fixed when the pass starts."""
+class _Pass:
+    """The sampler's batches for one pass, with the epoch and skip fixed when the pass starts (at each `iter`,
+    so that one persistent `DataLoader` serves every epoch)."""
 
     def __init__(self, sampler: ClipBatchSampler) -> None:
-        self.batches = list(iter(sampler))
+        self.sampler = sampler
+        self.batches: list[list[ClipRequest]] | None = None
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.batches) if self.batches is not None else len(self.sampler) - self.sampler.skip
 
     def __iter__(self) -> Iterator[list[ClipRequest]]:
+        self.batches = list(iter(self.sampler))
         return iter(self.batches)
 
 

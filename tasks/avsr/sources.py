@@ -34,6 +34,18 @@ class Clip:
     def name(self) -> str:
         return self.path.stem if self.path.is_file() else self.path.name
 
+    @property
+    def kept_decoded(self) -> bool:
+        """Whether `read` decodes this clip once per process and keeps it (a video file of at most
+        `DECODED_CACHE_BYTES` decoded)."""
+        return self.path.is_file() and self.num_frames * self.height * self.width * 3 <= DECODED_CACHE_BYTES
+
+    def preload(self) -> None:
+        """Decode now what `read` keeps decoded (nothing for frame folders and long videos): before data-loader
+        workers are forked, so that they share it instead of each decoding it on its first sample."""
+        if self.kept_decoded:
+            _decoded_video(self.path)
+
     def read(self, start: int = 0, count: int | None = None) -> Tensor:
         """Frames `start … start + count − 1` as `(T, 3, H, W)` float32 in [0, 1].
 
@@ -41,7 +53,7 @@ class Clip:
         samples random windows of it; decoding from the first frame each time would dominate a step). Longer
         videos are decoded from their first frame on every call: frame folders are faster to sample from.
         """
-        if self.path.is_file() and self.num_frames * self.height * self.width * 3 <= DECODED_CACHE_BYTES:
+        if self.kept_decoded:
             decoded = _decoded_video(self.path)  # (N, H, W, 3) uint8
             stop = self.num_frames if count is None else start + count
             if start < 0 or stop > decoded.shape[0] or stop <= start:

@@ -223,6 +223,12 @@ class UpsamplerSamples(Dataset):
     def __len__(self) -> int:  # requests come from the batch sampler; this is only informative
         return len(self.entries)
 
+    def preload(self) -> None:
+        """Decode the video files `Clip.read` keeps decoded, in this process (`ResumableLoader`)."""
+        for entry in self.entries:
+            if entry.clip is not None:
+                entry.clip.preload()
+
     def __getitem__(self, request: SampleRequest) -> dict[str, Tensor]:
         entry = self.entries[request.entry]
         if entry.clip is not None:

@@ -17,10 +17,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import videoanyup.layers.window_attention as window_attention
 from videoanyup.layers.temporal_candidates import NeighbourCandidates, window_cells
 from videoanyup.layers.window_attention import WindowAttention
-from videoanyup.models.videoanyup import VideoAnyUp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_window_attention import reference_forward, use_reference  # noqa: E402
+from tiny_networks import tiny_net  # noqa: E402
 
 HOST_READ = torch.ops.aten._local_scalar_dense.default
 
@@ -101,15 +101,6 @@ def test_plans_are_cached_per_weights_and_fresh_while_training():
         assert attention.plan((5, 6), (13, 9), "cpu") is not plan
     grad_plan = attention.plan((5, 6), (13, 9), "cpu")  # gradients recorded: never from the cache
     assert grad_plan.classes[0].requires_grad and attention.plan((5, 6), (13, 9), "cpu") is not grad_plan
-
-
-def tiny_net(temporal: bool, blend: bool) -> VideoAnyUp:
-    torch.manual_seed(0)
-    net = VideoAnyUp.from_config("tiny", temporal_window=3 if temporal else 0, temporal_blend=blend).eval()
-    if temporal:
-        torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
-        torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
-    return net
 
 
 def clip(t=5, size=(11, 13), seed=0):

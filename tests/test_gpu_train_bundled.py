@@ -1,5 +1,5 @@
-"""`benchmarks/gpu_train_bundled.sh smoke`: every stage of the GPU script for 3 steps on the CPU, on tiny clips made
-here (a fresh clone has no ../shared/data), writes weights that load and held-out scores for new and shipped."""
+"""`benchmarks/gpu_train_bundled.sh smoke`: every stage of the GPU script for 3 steps on the CPU, on tiny clips the
+test writes itself (nothing outside the checkout), writes weights that load and held-out scores for new and shipped."""
 
 from __future__ import annotations
 

@@ -5,16 +5,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from videoanyup.models.videoanyup import VideoAnyUp
-
-
-def tiny(temporal=True, blend=True):
-    torch.manual_seed(0)
-    net = VideoAnyUp.from_config("tiny", temporal_window=3 if temporal else 0, temporal_blend=blend).eval()
-    if temporal:
-        torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
-        torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
-    return net
+from tiny_networks import tiny_net as tiny
 
 
 def clip(t=5, size=(11, 13)):

@@ -18,17 +18,28 @@ from videoanyup.models.videoanyup import CONFIGS, VideoAnyUp
 
 
 def temporal_net(seed=0, **overrides):
-    """A tiny temporal model whose Δ bias and offset head are not at their (zero) initialisation."""
+    """A tiny temporal model whose Δ bias, offset head (and displacement bias) are not at their (zero)
+    initialisation."""
     torch.manual_seed(seed)
     net = VideoAnyUp.from_config("tiny", temporal_window=3, **overrides).eval()
     torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
     torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
+    if net.temporal.displacement is not None:
+        torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
     return net
+
+
+CELLS = dict(temporal_reads="cells", temporal_displacement_bias=True)
 
 
 @pytest.fixture(scope="module")
 def net():
     return temporal_net()
+
+
+@pytest.fixture(scope="module")
+def cells_net():
+    return temporal_net(seed=1, **CELLS)
 
 
 def clip(b=1, t=5, c=5, h=4, w=5, size=(11, 13), seed=0):
@@ -104,6 +115,7 @@ def dense_reference(attention: WindowAttention, guidance, key_feats, values, nei
     v_other = rearrange(neighbours.values, "n c y x -> (n y x) c")
     rows = axis_phases(h, hh).nearest.clamp(0, h - 1)
     cols = axis_phases(w, ww).nearest.clamp(0, w - 1)
+    rows_offset, cols_offset = axis_phases(h, hh).offset, axis_phases(w, ww).offset
     prior = attention.prior((h, w), (hh, ww))  # (window², heads, H, W)
     offsets = window_offsets(attention.window)
     out = torch.zeros(n, c, hh, ww)
@@ -119,12 +131,23 @@ def dense_reference(attention: WindowAttention, guidance, key_feats, values, nei
                     keys.append(k_own[m, yy, xx] if inside else torch.zeros(heads, dim))
                     vals.append(values[m, :, yy, xx] if inside else torch.zeros(c))
                     bias.append(prior[o, :, y, x] if inside else torch.full((heads,), float("-inf")))
-                pos = neighbours.centre[m, :, :, i, j][:, None, :] + neighbours.cells  # (D, K, 2), (x, y)
+                centre = neighbours.centre[m, :, :, i, j]  # (D, 2), (x, y)
+                residual = torch.zeros_like(centre)
+                if neighbours.snap:  # frame s's own cells around the rounded centre
+                    residual = centre - centre.round()
+                    centre = centre.round()
+                pos = centre[:, None, :] + neighbours.cells  # (D, K, 2), (x, y)
                 outside = (pos[..., 0] < -0.5) | (pos[..., 0] > w - 0.5) | (pos[..., 1] < -0.5) | (pos[..., 1] > h - 0.5)
                 kf, vf = neighbours.key_frame[m][:, None], neighbours.frame[m][:, None]  # (D, 1)
                 keys += list(gather_bilinear(k_other, kf, pos, (h, w)).view(-1, heads, dim))  # D·K of (heads, d)
                 vals += list(gather_bilinear(v_other, vf, pos, (h, w)).view(-1, c))
-                b = neighbours.bias[m].permute(0, 2, 1).masked_fill(outside[..., None], float("-inf"))  # (D, K, heads)
+                b = neighbours.bias[m].permute(0, 2, 1)  # (D, K, heads)
+                if neighbours.displacement is not None:  # δ = o − ρ − φ per axis, φ: the query's offset
+                    phi = torch.tensor([float(cols_offset[x]), float(rows_offset[y])])
+                    delta = neighbours.cells[None] - residual[:, None, :] - phi  # (D, K, 2)
+                    dist = neighbours.distance[:, None].expand(-1, delta.shape[1])  # (D, K)
+                    b = b + neighbours.displacement(delta[..., 0], dist) + neighbours.displacement(delta[..., 1], dist)
+                b = b.masked_fill(outside[..., None], float("-inf"))
                 bias += list(b.reshape(-1, heads))
                 keys, vals, bias = torch.stack(keys), torch.stack(vals), torch.stack(bias)  # (L, heads, ·)
                 logits = torch.einsum("ed,led->el", q[m, y, x], keys) / dim**0.5 + bias.T  # (heads, L)
@@ -134,8 +157,10 @@ def dense_reference(attention: WindowAttention, guidance, key_feats, values, nei
     return out, torch.stack(all_weights).view(n, hh, ww, -1)
 
 
+@pytest.mark.parametrize("reads", ["bilinear", "cells"])
 @pytest.mark.parametrize("mode", ["bidirectional", "unidirectional"])
-def test_output_is_one_convex_combination_over_the_candidates_of_several_frames(net, mode):
+def test_output_is_one_convex_combination_over_the_candidates_of_several_frames(net, cells_net, mode, reads):
+    net = cells_net if reads == "cells" else net
     feats, video = clip(t=4, h=3, w=4, size=(7, 9), seed=3)
     captured = []
     original = net.attention.forward
@@ -152,6 +177,7 @@ def test_output_is_one_convex_combination_over_the_candidates_of_several_frames(
         del net.attention.forward
     (guidance, key_feats, values, neighbours, result), = captured
     assert neighbours is not None and neighbours.frame.shape == (4, 4 if mode == "bidirectional" else 2)
+    assert neighbours.snap == (reads == "cells") and (neighbours.displacement is not None) == (reads == "cells")
     with torch.no_grad():
         reference, weights = dense_reference(net.attention, guidance, key_feats, values, neighbours)
     assert torch.allclose(result, out[0], atol=1e-6)  # the captured call is the model's output (no blend)
@@ -248,12 +274,61 @@ def test_bundled_weights_give_the_output_they_gave_before(mode):
         assert value == pytest.approx(expected, rel=1e-5, abs=1e-3)
 
 
+@pytest.mark.parametrize("reads", ["bilinear", "cells"])
 @pytest.mark.parametrize("mode", ["bidirectional", "lookahead"])
-def test_gradients_reach_the_temporal_parts(mode):
+def test_gradients_reach_the_temporal_parts(mode, reads):
     torch.manual_seed(0)
-    model = VideoAnyUp.from_config("tiny", temporal_window=3).train()
+    parts = ["temporal.delta_bias", "temporal.offset.2.weight", "key_net.head.weight"]
+    if reads == "cells":
+        model = VideoAnyUp.from_config("tiny", temporal_window=3, **CELLS).train()
+        # rounded reads pass no gradient to the window's centre; the rounding residual, through the
+        # displacement bias, does (once that bias is not zero)
+        torch.nn.init.normal_(model.temporal.displacement.net[-1].weight)
+        parts.append("temporal.displacement.net.0.weight")
+    else:
+        model = VideoAnyUp.from_config("tiny", temporal_window=3).train()
     feats, video = clip(t=4)
     model(feats, video, mode=mode, chunk_frames=3).square().mean().backward()
-    for part in ("temporal.delta_bias", "temporal.offset.2.weight", "key_net.head.weight"):
+    for part in parts:
         grad = model.get_parameter(part).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, part
+
+
+def test_cell_reads_take_whole_vectors_of_the_neighbour_and_place_them_between_the_cells():
+    """`reads="cells"`: each candidate is one of frame s's vectors, unmixed, and the displacement bias sees
+    where it lands in frame t (the rounding residual), which bilinear reads cannot tell apart."""
+    from videoanyup.layers.temporal_candidates import TemporalCandidates, lerp_taps, nearest_taps
+
+    table = torch.randn(2 * 4 * 5, 6)  # 2 frames of 4 × 5 cells
+    position = torch.tensor([[1.4, 2.6], [0.0, 3.0], [6.0, -2.0]]).round()  # (x, y), clamped to the frame
+    rows = nearest_taps(torch.tensor([1, 0, 1]), position, (4, 5))
+    got = lerp_taps(table, rows, None, None)
+    assert torch.equal(got, table[torch.tensor([20 + 3 * 5 + 1, 3 * 5 + 0, 20 + 0 * 5 + 4])])
+    with pytest.raises(ValueError, match="reads"):
+        TemporalCandidates(4, heads=2, reads="nearest")
+
+    # One LR cell, one query at its centre, a neighbour displaced by +0.4 cell (x): the window snaps to
+    # the neighbour's cell 0, which lies 0.4 cell left of the query once carried back; at +0.6 it snaps to
+    # cell 1, 0.4 cell right. The displacement bias is what tells the two apart.
+    attention = WindowAttention(4, 4, heads=1, head_dim=2, window=1, prior=False)
+    temporal = TemporalCandidates(4, heads=1, side=1, reads="cells", displacement_bias=True)
+    with torch.no_grad():
+        temporal.displacement.net[-1].bias.zero_()
+        for layer in (attention.query, attention.key):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    # logits 0 everywhere but the displacement bias; make it −|δ|·10 on x (y is 0 here, g(0) set to 0 too)
+    temporal.displacement.forward = lambda d, delta: (-10 * d.abs())[..., None]
+    own = torch.zeros(1, 2, 1, 2)  # frame t: 1 × 2 cells, vectors (0, 0) — the neighbour decides
+    other = torch.tensor([[[[1.0, 3.0]], [[2.0, 4.0]]]])  # (1, C=2, 1, 2): cell 0 = (1, 2), cell 1 = (3, 4)
+    guidance = torch.zeros(1, 4, 1, 2)
+    keys = torch.zeros(1, 4, 1, 2)
+    for shift, expected_cell in ((0.4, 0), (0.6, 1)):
+        centre = torch.tensor([[[[[0.0 + shift, 1.0 + shift]], [[0.0, 0.0]]]]])  # (N=1, D=1, 2, h=1, w=2)
+        nb = temporal.candidates(keys, other, torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64),
+                                 centre, (-1,), torch.ones(1, 1, dtype=torch.bool))
+        with torch.no_grad():
+            out = attention(guidance, keys, own, neighbours=nb)
+        # output cell 0: own (0, 0) with logit 0, neighbour cell `expected_cell` with logit −10·0.4
+        w = torch.tensor(-4.0).exp() / (1 + torch.tensor(-4.0).exp())
+        assert torch.allclose(out[0, :, 0, 0], w * other[0, :, 0, expected_cell], atol=1e-6)

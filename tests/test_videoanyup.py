@@ -32,13 +32,19 @@ def cue_model():
 
 @pytest.fixture(scope="module")
 def temporal_models():
-    """Spatio-temporal attention (neighbour windows), alone and with the blend; Δ bias and offsets not zero."""
+    """Spatio-temporal attention (neighbour windows), alone, with the blend, and on the neighbours' own cells with
+    the displacement bias; Δ bias, offsets and displacement bias not zero."""
     nets = {}
-    for seed, (name, blend) in enumerate([("temporal", False), ("temporal+blend", True)]):
+    cells = dict(temporal_reads="cells", temporal_displacement_bias=True)
+    for seed, (name, options) in enumerate(
+        [("temporal", {}), ("temporal+blend", dict(temporal_blend=True)), ("temporal-cells", cells)]
+    ):
         torch.manual_seed(10 + seed)
-        net = VideoAnyUp.from_config("tiny", temporal_window=3, temporal_blend=blend).eval()
+        net = VideoAnyUp.from_config("tiny", temporal_window=3, **options).eval()
         torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
         torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
+        if net.temporal.displacement is not None:
+            torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
         nets[name] = net
     return nets
 
@@ -100,7 +106,7 @@ def test_any_output_size(model, options, expected):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_constant_maps_stay_constant(nets, mode, blend):
     net = nets[blend]
     _, video = clip(b=2)
@@ -111,7 +117,7 @@ def test_constant_maps_stay_constant(nets, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_channel_permutation_and_positive_scaling(nets, mode, blend):
     net = nets[blend]
     feats, video = clip(c=9)
@@ -136,7 +142,7 @@ def test_single_frame_output_within_its_window(model, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_chunked_equals_unchunked(nets, mode, blend):
     net = nets[blend]
     feats, video = clip(b=2, t=4)
@@ -147,7 +153,7 @@ def test_chunked_equals_unchunked(nets, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_iter_chunks_concatenate_to_forward(nets, mode, blend):
     net = nets[blend]
     feats, video = clip(b=2, t=5)
@@ -196,7 +202,7 @@ def changed_after(feats, video, t):
     return feats, video
 
 
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_unidirectional_is_causal(nets, blend):
     net = nets[blend]
     feats, video = clip(t=5)
@@ -227,7 +233,7 @@ def test_perframe_output_depends_on_its_own_frame_only(model):
 
 
 @pytest.mark.parametrize("mode", ["unidirectional", "lookahead", "perframe"])
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend"])
+@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
 def test_stream_equals_offline(nets, mode, blend):
     net = nets[blend]
     feats, video = clip(b=2, t=5)

@@ -7,7 +7,15 @@ learned offsets (the second-order step of BasicAVSR, applied to where the candid
 offset head is zero-initialised, so an untrained module reads exactly where the composed flow points.
 
 A candidate's value is frame s's raw LR feature vector, read bilinearly at the candidate's (fractional)
-position: a convex combination of four input vectors, so the attention output stays convex. Positions are
+position: a convex combination of four input vectors, so the attention output stays convex (`reads =
+"bilinear"`). That resamples frame s onto frame t's own cell grid: the candidates then sit where frame t's
+cells sit, and carry no sample that frame t lacks. With `reads = "cells"` the window is snapped to frame s's
+own cells instead (the centre rounded): every candidate is one of frame s's vectors, unmixed, and its
+position carried back into frame t, c + o − ρ (ρ: the centre's rounding residual), falls between frame t's
+cells wherever the motion is not a whole number of cells — the new samples multi-frame super-resolution
+lives on. A learned bias of the displacement from the HR query to that position (`DisplacementBias`, per
+axis, per head, by |Δ|) lets each query prefer the samples nearest to it, as the hyper-kernel prior does in
+frame t's own window. Positions are
 clamped to the frame for reading, and a candidate whose position lies outside the frame's extent (more
 than half a cell past the border) is masked out, so the border is not counted twice. Its key is frame s's
 key map read at the same position. A learned logit bias per (Δ, head, window cell) joins the hyper-kernel
@@ -52,6 +60,30 @@ def window_cells(side: int) -> Tensor:
     return torch.tensor([(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)], dtype=torch.float32)
 
 
+class DisplacementBias(nn.Module):
+    """Logit bias of a neighbour candidate from its displacement to the HR query, one axis at a time.
+
+    b(δ) = g(δy, |Δ|) + g(δx, |Δ|) with g a small MLP to one value per head; the sum of two one-dimensional
+    terms keeps the cost at (queries along an axis × candidates), and a separable Gaussian is one of the
+    shapes it can take. The last layer is zero-initialised: an untrained bias is 0.
+
+    Args:
+        heads: attention heads; hidden: width of the MLP.
+    """
+
+    def __init__(self, heads: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, heads))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, displacement: Tensor, delta: Tensor) -> Tensor:
+        """`(..., heads)` bias of displacements `(...)` (LR cells, one axis) at temporal distances |Δ|
+        broadcastable to it."""
+        x = torch.stack([displacement, delta.to(displacement.dtype).expand_as(displacement) / 2], dim=-1)
+        return self.net(x.to(self.net[0].weight.dtype))
+
+
 @dataclass
 class NeighbourCandidates:
     """What `WindowAttention` needs to add neighbour-frame candidates to the windows of N output frames.
@@ -64,6 +96,9 @@ class NeighbourCandidates:
         centre: `(N, D, 2, h, w)` (x, y) LR pixel position in that frame of the window centre of each cell.
         bias: `(N, D, heads, K)` logit bias of each candidate (−inf: a neighbour outside the clip).
         cells: `(K, 2)` float (x, y) offsets of the K = side² window cells.
+        snap: read frame s's own cells (the centre rounded) instead of bilinear reads at the centre.
+        displacement: the `DisplacementBias` of the candidates, or None (no query-dependent bias).
+        distance: `(D,)` |Δ| of each neighbour (read by `displacement`).
     """
 
     keys: Tensor
@@ -73,12 +108,16 @@ class NeighbourCandidates:
     centre: Tensor
     bias: Tensor
     cells: Tensor
+    snap: bool = False
+    displacement: "DisplacementBias | None" = None
+    distance: Tensor | None = None
 
     def narrow(self, start: int, length: int) -> "NeighbourCandidates":
         """The candidates of output frames `start … start + length − 1` (the tables are shared)."""
         return NeighbourCandidates(
             self.keys, self.values, self.frame[start : start + length], self.key_frame[start : start + length],
             self.centre[start : start + length], self.bias[start : start + length], self.cells,
+            self.snap, self.displacement, self.distance,
         )
 
 
@@ -105,8 +144,19 @@ def bilinear_taps(frame: Tensor, position: Tensor, lr_size: tuple[int, int]) -> 
     return rows, fx, fy
 
 
-def lerp_taps(table: Tensor, rows: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
-    """Bilinear reads of `table` `(Nc·h·w, E)` at taps from `bilinear_taps` → `(..., E)`: one gather, three lerps."""
+def nearest_taps(frame: Tensor, position: Tensor, lr_size: tuple[int, int]) -> Tensor:
+    """`(..., 1)` int64 row `f·h·w + y·w + x` of whole-cell positions `(..., 2)` (x, y) (clamped to the frame)."""
+    h, w = lr_size
+    x = position[..., 0].clamp(0, w - 1).long()
+    y = position[..., 1].clamp(0, h - 1).long()
+    return (frame.expand_as(x) * (h * w) + y * w + x).unsqueeze(-1)
+
+
+def lerp_taps(table: Tensor, rows: Tensor, fx: Tensor | None, fy: Tensor | None) -> Tensor:
+    """Bilinear reads of `table` `(Nc·h·w, E)` at taps from `bilinear_taps` → `(..., E)`: one gather, three lerps.
+    With `fx` None, `rows` `(..., 1)` are whole cells (`nearest_taps`): one gather."""
+    if fx is None:
+        return table.index_select(0, rows.reshape(-1)).view(*rows.shape[:-1], table.shape[-1])
     corners = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[-1])  # (..., 4, E)
     fx, fy = fx.to(table.dtype), fy.to(table.dtype)
     top = torch.lerp(corners[..., 0, :], corners[..., 1, :], fx)
@@ -137,13 +187,28 @@ class TemporalCandidates(nn.Module):
         side: side of each neighbour window, odd.
         max_delta: the largest |Δ| any mode reads (the bias table covers −max_delta … max_delta).
         hidden: width of the offset head.
+        reads: "bilinear" (read at the centre) or "cells" (frame s's own cells around the rounded centre).
+        displacement_bias: add a learned bias of each candidate's displacement to the query (`DisplacementBias`).
     """
 
-    def __init__(self, code_channels: int, *, heads: int, side: int = 3, max_delta: int = 2, hidden: int = 16) -> None:
+    def __init__(
+        self,
+        code_channels: int,
+        *,
+        heads: int,
+        side: int = 3,
+        max_delta: int = 2,
+        hidden: int = 16,
+        reads: str = "bilinear",
+        displacement_bias: bool = False,
+    ) -> None:
         super().__init__()
         if side < 1 or side % 2 != 1:
             raise ValueError(f"side must be an odd number >= 1, got {side}")
-        self.side, self.max_delta = side, max_delta
+        if reads not in ("bilinear", "cells"):
+            raise ValueError(f"reads must be 'bilinear' or 'cells', got {reads!r}")
+        self.side, self.max_delta, self.snap = side, max_delta, reads == "cells"
+        self.displacement = DisplacementBias(heads, hidden) if displacement_bias else None
         self.register_buffer("cells", window_cells(side), persistent=False)
         self.delta_bias = nn.Parameter(torch.zeros(2 * max_delta + 1, heads, side * side))  # row Δ + max_delta
         self.offset = nn.Sequential(
@@ -186,8 +251,10 @@ class TemporalCandidates(nn.Module):
         present: Tensor,
     ) -> NeighbourCandidates:
         """Bundle the tables and positions for `WindowAttention` (see `NeighbourCandidates`)."""
+        distance = torch.tensor([abs(d) for d in deltas], dtype=centre.dtype, device=centre.device)
         return NeighbourCandidates(
-            keys, values, frame, key_frame, centre, self.bias(deltas, present).to(keys.dtype), self.cells.to(centre.dtype)
+            keys, values, frame, key_frame, centre, self.bias(deltas, present).to(keys.dtype),
+            self.cells.to(centre.dtype), self.snap, self.displacement, distance,
         )
 
 

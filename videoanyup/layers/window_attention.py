@@ -32,13 +32,20 @@ from torch import Tensor, nn
 from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities, check_backend
 from videoanyup.layers.hyper_kernel import HyperKernel, _version
-from videoanyup.layers.temporal_candidates import NeighbourCandidates, bilinear_taps, lerp_taps, outside_extent
+from videoanyup.layers.temporal_candidates import (
+    NeighbourCandidates,
+    bilinear_taps,
+    lerp_taps,
+    nearest_taps,
+    outside_extent,
+)
 from videoanyup.layers.window_plan import (  # noqa: F401  (axis_runs, window_neighbours: re-exported)
     AttentionBlock,
     AxisRuns,
     WindowPlan,
     _pad_run,
     axis_runs,
+    query_offsets,
     window_neighbours,
     window_offsets,
 )
@@ -112,7 +119,12 @@ class WindowAttention(nn.Module):
         index, valid = window_neighbours(lr_size[0], lr_size[1], self.window)
         mask = torch.zeros(valid.shape, device=device).masked_fill(~valid.to(device), float("-inf"))
         classes = self.prior_classes(lr_size, hr_size, rows, cols)
-        plan = WindowPlan(lr_size, hr_size, device, rows, cols, index.to(device), mask[:, None, None, :], classes)
+        offsets_y = query_offsets(rows, lr_size[0], hr_size[0]).repeat_interleave(lr_size[1], dim=0)  # (h·w, R)
+        offsets_x = query_offsets(cols, lr_size[1], hr_size[1]).repeat(lr_size[0], 1)  # (h·w, S)
+        plan = WindowPlan(
+            lr_size, hr_size, device, rows, cols, index.to(device), mask[:, None, None, :], classes,
+            (offsets_y.to(device), offsets_x.to(device)),
+        )
         if cache:
             while len(self._plans) >= PLAN_CACHE:
                 self._plans.pop(next(iter(self._plans)))
@@ -226,11 +238,18 @@ class WindowAttention(nn.Module):
         other_keys = self.key(nb.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
         n, d, kk = nb.frame.shape[0], nb.frame.shape[1], nb.cells.shape[0]
         centre = nb.centre.flatten(3).permute(3, 0, 1, 2)  # (h·w, N, D, 2)
+        residual = torch.zeros_like(centre)
+        if nb.snap:  # frame s's own cells: the window around the rounded centre
+            rounded = centre.round()
+            centre, residual = rounded, centre - rounded  # residual (h·w, N, D, 2), in [−0.5, 0.5]
         position = centre[:, :, :, None, :] + nb.cells  # (h·w, N, D, K, 2)
-        key_rows, fx, fy = bilinear_taps(nb.key_frame[None, :, :, None], position, lr_size)  # (h·w, N, D, K, 4)
+        taps = nearest_taps if nb.snap else bilinear_taps
+        key_taps = taps(nb.key_frame[None, :, :, None], position, lr_size)  # rows (h·w, N, D, K, 4 or 1)
+        key_rows, fx, fy = (key_taps, None, None) if nb.snap else key_taps
         value_rows = key_rows
         if nb.key_frame is not nb.frame:  # look-ahead: future keys come from another table
-            value_rows = bilinear_taps(nb.frame[None, :, :, None], position, lr_size)[0]
+            value_taps = taps(nb.frame[None, :, :, None], position, lr_size)
+            value_rows = value_taps if nb.snap else value_taps[0]
         outside = outside_extent(position, lr_size).permute(1, 0, 2, 3)  # (N, h·w, D, K)
         bias = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
         bias = bias.masked_fill(outside.reshape(n, -1, 1, 1, d * kk), float("-inf"))  # (N, h·w, heads, 1, D·K)
@@ -242,6 +261,10 @@ class WindowAttention(nn.Module):
             "fx": fx,
             "fy": fy,
             "bias": bias,
+            "residual": residual.permute(1, 0, 2, 3),  # (N, h·w, D, 2)
+            "displacement": nb.displacement,
+            "distance": nb.distance,
+            "side": round(kk**0.5),
         }
 
     def _block_prior(self, plan: WindowPlan, block: AttentionBlock) -> Tensor:
@@ -295,7 +318,7 @@ class WindowAttention(nn.Module):
 
         bias = bias[None]  # (1, cells, heads or 1, R·S or 1, window²)
         if reads is not None:
-            k, v, bias = self._with_neighbours(k, v, bias, reads, (c0, c1), q.shape[-2])
+            k, v, bias = self._with_neighbours(k, v, bias, reads, plan, block, q.shape[-2])
         probs = attention_probabilities(q, k, bias, backend=self.backend)  # (N, cells, heads, R·S, candidates)
         weights = probs.mean(dim=2).to(v.dtype)  # (N, cells, R·S, window²)
         # The product is taken transposed, (C × window²)(window² × R·S), so the result's last axis runs
@@ -319,27 +342,30 @@ class WindowAttention(nn.Module):
         v: Tensor,
         bias: Tensor,
         reads: dict[str, Tensor],
-        cells: tuple[int, int],
+        plan: WindowPlan,
+        block: AttentionBlock,
         queries: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Append the neighbour-frame candidates of a block of cells to its own window.
 
         Args:
             k: `(N, cells, heads, window², d)`; v: `(N, cells, window², C)`; bias: broadcastable to
-                `(N, cells, heads, R·S, window²)`; reads: `_neighbour_reads`; cells: the block's flat range;
-                queries: R·S.
+                `(N, cells, heads, R·S, window²)`; reads: `_neighbour_reads`; plan, block: the grid and the
+                block's cells; queries: R·S.
         Returns:
             k `(N, cells, heads, L, d)`, v `(N, cells, L, C)`, bias `(N, cells, heads, R·S, L)` with
-            L = window² + D·K, the neighbour candidates read bilinearly once per cell.
+            L = window² + D·K, the neighbour candidates read once per cell.
         """
-        c0, c1 = cells
+        c0, c1 = block.cells
         n, m, heads = k.shape[0], k.shape[1], k.shape[2]
-        fx, fy = reads["fx"][c0:c1], reads["fy"][c0:c1]
+        fx, fy = (None, None) if reads["fx"] is None else (reads["fx"][c0:c1], reads["fy"][c0:c1])
         kt = lerp_taps(reads["keys"], reads["key_rows"][c0:c1], fx, fy)  # (cells, N, D, K, heads·d)
         vt = lerp_taps(reads["values"], reads["value_rows"][c0:c1], fx, fy)  # (cells, N, D, K, C)
         kt = rearrange(kt, "m n f o (e d) -> n m e (f o) d", e=self.heads)  # (N, cells, heads, D·K, d)
         vt = rearrange(vt, "m n f o c -> n m (f o) c")  # (N, cells, D·K, C)
         extra = reads["bias"][:, c0:c1]  # (N, cells, heads, 1, D·K)
+        if reads["displacement"] is not None:
+            extra = extra + self._displacement_bias(reads, plan, (c0, c1)).to(extra.dtype)
         own = bias.expand(n, m, heads, queries, bias.shape[-1])
         extra = extra.to(own.dtype).expand(n, m, heads, queries, extra.shape[-1])
         return (
@@ -347,3 +373,27 @@ class WindowAttention(nn.Module):
             torch.cat([v, vt.to(v.dtype)], dim=2),
             torch.cat([own, extra], dim=-1),
         )
+
+    @staticmethod
+    def _displacement_bias(reads: dict, plan: WindowPlan, cells: tuple[int, int]) -> Tensor:
+        """`(N, cells, heads, R·S, D·K)` bias of each candidate from its displacement to each query slot.
+
+        A candidate at window offset o of a window whose centre was rounded by ρ sits, carried back into
+        frame t, at c + o − ρ; a query slot at c + φ (`plan.query_offsets`). δ = o − ρ − φ, per axis.
+        """
+        c0, c1 = cells
+        side = reads["side"]
+        offsets = torch.arange(side, device=plan.index.device, dtype=reads["residual"].dtype) - side // 2  # (side,)
+        residual = reads["residual"][:, c0:c1]  # (N, cells, D, 2)
+        phase_y, phase_x = plan.query_offsets[0][c0:c1], plan.query_offsets[1][c0:c1]  # (cells, R), (cells, S)
+        distance = reads["distance"][:, None]  # (D, 1)
+
+        def axis(phase: Tensor, rho: Tensor) -> Tensor:  # → (N, cells, slots, D, side, heads)
+            delta = offsets - rho[:, :, None, :, None] - phase[None, :, :, None, None].to(offsets.dtype)
+            return reads["displacement"](delta, distance)
+
+        gy = axis(phase_y, residual[..., 1])  # (N, cells, R, D, side, heads)
+        gx = axis(phase_x, residual[..., 0])  # (N, cells, S, D, side, heads)
+        total = gy[:, :, :, None, :, :, None, :] + gx[:, :, None, :, :, None, :, :]  # (N, cells, R, S, D, sy, sx, heads)
+        n, m, r, s_, d = total.shape[:5]
+        return total.permute(0, 1, 7, 2, 3, 4, 5, 6).reshape(n, m, -1, r * s_, d * side * side)

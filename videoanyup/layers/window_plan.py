@@ -55,6 +55,16 @@ def axis_runs(lr_len: int, hr_len: int) -> AxisRuns:
     return AxisRuns(start=start, count=count, slots=slots)
 
 
+def query_offsets(runs: AxisRuns, lr_len: int, hr_len: int) -> Tensor:
+    """`(n, R)` float32: where each query slot of a run sits, in LR cells, relative to its run's LR index.
+
+    The HR position's LR coordinate minus its nearest LR index, in [−0.5, 0.5); 0 for padding slots. It
+    places a query against the neighbour candidates (`TemporalCandidates`' displacement bias).
+    """
+    offset = axis_phases(lr_len, hr_len).offset.to(torch.float32)  # (H,)
+    return torch.where(runs.slots >= 0, offset[runs.slots.clamp_min(0)], torch.zeros(()))
+
+
 def window_offsets(window: int) -> list[tuple[int, int]]:
     """The (dy, dx) offsets of a `window × window` window, row-major, centre at index window²//2."""
     radius = window // 2
@@ -123,6 +133,8 @@ class WindowPlan:
         index: `(h·w, window²)` flat LR index of each window cell (h·w for cells outside the frame).
         mask: `(h·w, 1, 1, window²)` 0, or −inf for window cells outside the frame.
         classes: the logit prior per class of cells, or None (no prior, or read per block).
+        query_offsets: `(h·w, R)` y and `(h·w, S)` x offsets of each cell's query slots from the cell, in LR
+            cells (`query_offsets`), on the device.
         schedules: the blocks per (frames per call, query tile), made on first use (`blocks`).
     """
 
@@ -134,6 +146,7 @@ class WindowPlan:
     index: Tensor
     mask: Tensor
     classes: tuple | None
+    query_offsets: tuple[Tensor, Tensor] | None = None
     schedules: dict = field(default_factory=dict, compare=False, repr=False)
 
     def blocks(self, frames: int, query_tile: int, *, per_block_prior: bool) -> tuple[AttentionBlock, ...]:

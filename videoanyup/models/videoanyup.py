@@ -82,6 +82,10 @@ class VideoAnyUpConfig:
     temporal_window: int = 0
     temporal_reach: int = 2  # neighbours t−r…t−1 (and t+1…t+r in bidirectional mode)
     temporal_hidden: int = 16  # width of the head that refines the composed flows (|Δ| ≥ 2)
+    # "bilinear": read at the flow's (fractional) target, i.e. frame s resampled onto frame t's cells;
+    # "cells": frame s's own cells around the rounded target, which fall between frame t's cells.
+    temporal_reads: str = "bilinear"
+    temporal_displacement_bias: bool = False  # a learned bias of each candidate's displacement to the query
 
 
 CONFIGS = {
@@ -91,6 +95,8 @@ CONFIGS = {
     "blend": VideoAnyUpConfig(temporal_blend=True),
     # The default plus 3×3 windows in the neighbouring frames (spatio-temporal convex attention).
     "temporal": VideoAnyUpConfig(temporal_window=3),
+    # Neighbour windows on frame s's own cells, placed against each query by a learned displacement bias.
+    "temporal_cells": VideoAnyUpConfig(temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(
         guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
@@ -162,6 +168,8 @@ class VideoAnyUp(ConfiguredNetwork):
                 side=config.temporal_window,
                 max_delta=max(config.temporal_reach, config.lookahead),
                 hidden=config.temporal_hidden,
+                reads=config.temporal_reads,
+                displacement_bias=config.temporal_displacement_bias,
             )
             if config.temporal_window
             else None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 log = logging.getLogger(__name__)
 
 WANDB_MODES = ("auto", "online", "offline", "off")
+WandbMode = Literal["auto", "online", "offline", "off"]  # the command line refuses anything else, naming --logging.wandb
 
 
 def wandb_key_configured() -> bool:
@@ -24,7 +26,7 @@ def wandb_key_configured() -> bool:
 def build_loggers(
     save_dir: str = "runs",
     name: str = "basicavsr",
-    wandb: str = "auto",
+    wandb: WandbMode = "auto",
     project: str = "videoanyup",
 ) -> list[Logger]:
     """The loggers of a training run; the CSV logger comes first, so checkpoints and figures go in its folder.

@@ -188,3 +188,18 @@ def test_configs_mirror_the_constructors(name, tmp_path, capsys):
     if name == "basicavsr_reds":
         assert (cli.datamodule.num_frames, cli.datamodule.lr_patch, cli.datamodule.gt_patch) == (15, 80, 80)
         assert cli.model.hparams.spynet_freeze_steps == 5000
+
+
+@pytest.mark.parametrize("value", ["false", "wandb"])
+def test_a_bad_wandb_mode_is_a_usage_error_naming_the_option(value, tmp_path, capsys):
+    """`--logging.wandb false` was a traceback from inside the trainer's set-up; now the parser refuses it."""
+    from pathlib import Path
+
+    from videoanyup.tasks.avsr.train import build_cli
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "avsr" / "lite_cpu.yaml"
+    with pytest.raises(SystemExit) as stop:
+        build_cli(["--config", str(config), "--trainer.accelerator=cpu", f"--logging.save_dir={tmp_path}",
+                   f"--logging.wandb={value}"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "logging.wandb" in err and "offline" in err

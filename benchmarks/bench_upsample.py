@@ -8,7 +8,7 @@ table and writes JSON.
     python benchmarks/bench_upsample.py                 # the cases of the issue
     python benchmarks/bench_upsample.py --quick         # a smoke run
     python benchmarks/bench_upsample.py --json out.json --cases 32:448:1 73:1022:1
-    python benchmarks/bench_upsample.py --config temporal --temporal-targets   # the targets of issue 16
+    python benchmarks/bench_upsample.py --config temporal_cells --temporal-targets   # the targets of issue 16
 
 `--compiled` streams each case's frames through `VideoAnyUp.stream(mode=..., compile=...)`, eager and compiled
 (inductor, which generates C++ on the CPU), in one process: the seconds the first frames take (they compile:

@@ -238,7 +238,7 @@ class WindowAttention(nn.Module):
         other_keys = self.key(nb.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
         n, d, kk = nb.frame.shape[0], nb.frame.shape[1], nb.cells.shape[0]
         centre = nb.centre.flatten(3).permute(3, 0, 1, 2)  # (h·w, N, D, 2)
-        residual = torch.zeros_like(centre)
+        residual = None
         if nb.snap:  # frame s's own cells: the window around the rounded centre
             rounded = centre.round()
             centre, residual = rounded, centre - rounded  # residual (h·w, N, D, 2), in [−0.5, 0.5]
@@ -261,11 +261,21 @@ class WindowAttention(nn.Module):
             "fx": fx,
             "fy": fy,
             "bias": bias,
-            "residual": residual.permute(1, 0, 2, 3),  # (N, h·w, D, 2)
             "displacement": nb.displacement,
             "distance": nb.distance,
-            "side": round(kk**0.5),
+            "candidate_offset": None if nb.displacement is None else self._candidate_offsets(nb, residual),
         }
+
+    @staticmethod
+    def _candidate_offsets(nb: NeighbourCandidates, residual: Tensor | None) -> Tensor:
+        """`(N, h·w, D, 2, side)`: o − ρ per axis (x, y) — where each candidate sits, carried back into frame t,
+        relative to its cell — worked out once per call; a block subtracts its queries' offsets φ."""
+        side = round(nb.cells.shape[0] ** 0.5)
+        offsets = torch.arange(side, device=nb.centre.device, dtype=nb.centre.dtype) - side // 2  # (side,)
+        n, d, _, h, w = nb.centre.shape
+        if residual is None:  # bilinear reads sit on frame t's cells
+            return offsets.expand(n, h * w, d, 2, side)
+        return offsets - residual.permute(1, 0, 2, 3)[..., None]  # (N, h·w, D, 2, side)
 
     def _block_prior(self, plan: WindowPlan, block: AttentionBlock) -> Tensor:
         """The logit prior of a block of cells: `(cells or 1, heads, R·S, window²)`."""
@@ -382,18 +392,17 @@ class WindowAttention(nn.Module):
         frame t, at c + o − ρ; a query slot at c + φ (`plan.query_offsets`). δ = o − ρ − φ, per axis.
         """
         c0, c1 = cells
-        side = reads["side"]
-        offsets = torch.arange(side, device=plan.index.device, dtype=reads["residual"].dtype) - side // 2  # (side,)
-        residual = reads["residual"][:, c0:c1]  # (N, cells, D, 2)
+        candidate = reads["candidate_offset"][:, c0:c1]  # (N, cells, D, 2, side): o − ρ
         phase_y, phase_x = plan.query_offsets[0][c0:c1], plan.query_offsets[1][c0:c1]  # (cells, R), (cells, S)
         distance = reads["distance"][:, None]  # (D, 1)
 
-        def axis(phase: Tensor, rho: Tensor) -> Tensor:  # → (N, cells, slots, D, side, heads)
-            delta = offsets - rho[:, :, None, :, None] - phase[None, :, :, None, None].to(offsets.dtype)
+        def axis(phase: Tensor, along: Tensor) -> Tensor:  # → (N, cells, slots, D, side, heads)
+            delta = along[:, :, None] - phase[None, :, :, None, None].to(along.dtype)  # (N, cells, slots, D, side)
             return reads["displacement"](delta, distance)
 
-        gy = axis(phase_y, residual[..., 1])  # (N, cells, R, D, side, heads)
-        gx = axis(phase_x, residual[..., 0])  # (N, cells, S, D, side, heads)
+        gy = axis(phase_y, candidate[:, :, :, 1])  # (N, cells, R, D, side, heads)
+        gx = axis(phase_x, candidate[:, :, :, 0])  # (N, cells, S, D, side, heads)
+        side = candidate.shape[-1]
         total = gy[:, :, :, None, :, :, None, :] + gx[:, :, None, :, :, None, :, :]  # (N, cells, R, S, D, sy, sx, heads)
         n, m, r, s_, d = total.shape[:5]
         return total.permute(0, 1, 7, 2, 3, 4, 5, 6).reshape(n, m, -1, r * s_, d * side * side)

@@ -190,6 +190,9 @@ def _with_neighbours(layer, k, v, bias, tables, cell_ids, lr_size, queries):
     vt = rearrange(vt, "n m f o c -> n m (f o) c")
     outside = outside_extent(position, lr_size)
     extra = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)
+    if nb.cell_bias is not None:
+        per_cell = nb.cell_bias.flatten(3).index_select(3, cell_ids).permute(0, 3, 2, 1)
+        extra = extra + per_cell[..., None].expand(*per_cell.shape, kk).reshape(n, cells, -1, 1, d * kk)
     extra = extra.masked_fill(outside.reshape(n, cells, 1, 1, d * kk), float("-inf"))
     heads = k.shape[2]
     own = bias.expand(n, cells, heads, queries, bias.shape[-1])

@@ -26,10 +26,13 @@ def temporal_net(seed=0, **overrides):
     torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
     if net.temporal.displacement is not None:
         torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
+    if net.temporal.agreement is not None:
+        torch.nn.init.normal_(net.temporal.agreement.net[-1].weight, std=0.1)
     return net
 
 
 CELLS = dict(temporal_reads="cells", temporal_displacement_bias=True)
+AGREEMENT = dict(CELLS, temporal_agreement_bias=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def cells_net():
-    return temporal_net(seed=1, **CELLS)
+    return temporal_net(seed=1, **AGREEMENT)
 
 
 def clip(b=1, t=5, c=5, h=4, w=5, size=(11, 13), seed=0):
@@ -147,6 +150,8 @@ def dense_reference(attention: WindowAttention, guidance, key_feats, values, nei
                     delta = neighbours.cells[None] - residual[:, None, :] - phi  # (D, K, 2)
                     dist = neighbours.distance[:, None].expand(-1, delta.shape[1])  # (D, K)
                     b = b + neighbours.displacement(delta[..., 0], dist) + neighbours.displacement(delta[..., 1], dist)
+                if neighbours.cell_bias is not None:  # one logit per (neighbour, head) at this LR cell
+                    b = b + neighbours.cell_bias[m, :, :, i, j][:, None, :]
                 b = b.masked_fill(outside[..., None], float("-inf"))
                 bias += list(b.reshape(-1, heads))
                 keys, vals, bias = torch.stack(keys), torch.stack(vals), torch.stack(bias)  # (L, heads, ·)
@@ -178,6 +183,7 @@ def test_output_is_one_convex_combination_over_the_candidates_of_several_frames(
     (guidance, key_feats, values, neighbours, result), = captured
     assert neighbours is not None and neighbours.frame.shape == (4, 4 if mode == "bidirectional" else 2)
     assert neighbours.snap == (reads == "cells") and (neighbours.displacement is not None) == (reads == "cells")
+    assert (neighbours.cell_bias is not None) == (reads == "cells")
     with torch.no_grad():
         reference, weights = dense_reference(net.attention, guidance, key_feats, values, neighbours)
     assert torch.allclose(result, out[0], atol=1e-6)  # the captured call is the model's output (no blend)
@@ -282,11 +288,12 @@ def test_gradients_reach_the_temporal_parts(mode, reads):
     torch.manual_seed(0)
     parts = ["temporal.delta_bias", "temporal.offset.2.weight", "key_net.head.weight"]
     if reads == "cells":
-        model = VideoAnyUp.from_config("tiny", temporal_window=3, **CELLS).train()
+        model = VideoAnyUp.from_config("tiny", temporal_window=3, **AGREEMENT).train()
         # rounded reads pass no gradient to the window's centre; the rounding residual, through the
-        # displacement bias, does (once that bias is not zero)
+        # displacement bias, does (once that bias is not zero); likewise the agreement bias's first layer
         torch.nn.init.normal_(model.temporal.displacement.net[-1].weight)
-        parts.append("temporal.displacement.net.0.weight")
+        torch.nn.init.normal_(model.temporal.agreement.net[-1].weight)
+        parts += ["temporal.displacement.net.0.weight", "temporal.agreement.net.0.weight"]
     else:
         model = VideoAnyUp.from_config("tiny", temporal_window=3).train()
     feats, video = clip(t=4)
@@ -334,3 +341,54 @@ def test_cell_reads_take_whole_vectors_of_the_neighbour_and_place_them_between_t
         # output cell 0: own (0, 0) with logit 0, neighbour cell `expected_cell` with logit −10·0.4
         w = torch.tensor(-4.0).exp() / (1 + torch.tensor(-4.0).exp())
         assert torch.allclose(out[0, :, 0, 0], w * other[0, :, 0, expected_cell], atol=1e-6)
+
+
+def test_agreement_cue_is_zero_where_the_neighbour_agrees_under_the_flow():
+    """1 − cos and the mean |difference| between frame t's code and the neighbour's at the window centre."""
+    from videoanyup.functional.warp import base_grid
+    from videoanyup.layers.agreement_bias import code_disagreement
+
+    g = torch.Generator().manual_seed(7)
+    code = torch.randn(2, 6, 5, 7, generator=g)
+    centre = base_grid(5, 7, like=code).expand(2, -1, -1, -1)  # no motion
+    assert code_disagreement(code, code, centre).abs().max() < 1e-5
+    moved = torch.roll(code, shifts=1, dims=-1)  # the neighbour: frame t one cell to the right
+    shifted = centre + torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    assert code_disagreement(code, moved, shifted)[..., :, :6].abs().max() < 1e-5  # inside the frame
+    other = code.clone()
+    other[:, :, 1:3, 2:4] = torch.randn(2, 6, 2, 2, generator=g)  # the neighbour saw something else there
+    cue = code_disagreement(code, other, centre)  # (N, 2, h, w)
+    assert (cue[:, :, 1:3, 2:4] > 0.05).all() and cue[:, :, 3:].abs().max() < 1e-5
+
+
+def test_agreement_bias_leaves_absent_neighbours_out_and_starts_at_zero():
+    from videoanyup.layers.agreement_bias import AgreementBias
+
+    torch.manual_seed(8)
+    bias = AgreementBias(heads=3, hidden=8)
+    code, others = torch.randn(1, 6, 4, 5), torch.randn(1, 2, 6, 4, 5)
+    centres = torch.rand(1, 2, 2, 4, 5) * 4
+    present = torch.tensor([[True, False]])
+    assert bias(code, others, centres, (-1, 1), present).abs().max() == 0  # zero-initialised
+    torch.nn.init.normal_(bias.net[-1].weight)
+    out = bias(code, others, centres, (-1, 1), present)
+    assert out.shape == (1, 2, 3, 4, 5)
+    changed = others.clone()
+    changed[:, 1] = 100 * torch.randn(6, 4, 5)  # the absent neighbour's code does not enter the mean
+    assert torch.allclose(bias(code, changed, centres, (-1, 1), present)[:, 0], out[:, 0], atol=1e-6)
+    both = bias(code, changed, centres, (-1, 1), torch.tensor([[True, True]]))
+    assert (both[:, 0] - out[:, 0]).abs().max() > 1e-3  # once present, it does
+
+
+def test_weights_trained_without_the_agreement_bias_load_and_give_the_same_output():
+    import dataclasses
+
+    shipped = VideoAnyUp.from_pretrained("default")
+    without = VideoAnyUp(dataclasses.replace(shipped.config, temporal_agreement_bias=False)).eval()
+    without.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("temporal.agreement.")})
+    model = VideoAnyUp(dataclasses.replace(shipped.config, temporal_agreement_bias=True)).eval()
+    missing, unexpected = model.load_state_dict(without.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("temporal.agreement.") for k in missing)
+    feats, video = clip(t=4, c=6, h=4, w=5, size=(24, 30), seed=9)
+    for mode in ("bidirectional", "unidirectional"):
+        assert torch.allclose(run(model, feats, video, mode=mode), run(without, feats, video, mode=mode), atol=1e-6)

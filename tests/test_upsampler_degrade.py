@@ -100,3 +100,40 @@ def test_bad_degradation_arguments():
         UpsamplerSystem(net, degrade_probability=1.5, spynet_weights=None)
     with pytest.raises(ValueError, match="degradations"):
         UpsamplerSystem(net, degradations=["smudge"], spynet_weights=None)
+
+
+@pytest.mark.parametrize("mode", ["unidirectional", "perframe"])
+def test_degraded_term_is_the_crop_loss_of_the_degraded_frames_where_neighbours_are_read(mode, monkeypatch):
+    net = VideoAnyUp.from_config("tiny", temporal_window=3)
+    system = UpsamplerSystem(
+        net, backbones=["pool"], grids=(4,), zooms=(2,), modes=[mode], degrade_probability=1.0,
+        degradations=["box"], spynet_weights=None, temporal_weight=0.0, degraded_weight=0.5,
+    )
+    system._backbones["pool"] = PoolBackbone(4)
+    frames = torch.rand(2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    draws = step_draws(0, 7, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=[mode])
+    calls = []
+    loss = system_module.feature_loss
+    monkeypatch.setattr(system_module, "feature_loss", lambda pred, target: calls.append((pred, target)) or loss(pred, target))
+    terms = system.losses(frames, dict(draws))
+    if mode == "perframe":  # nothing could restore the degraded frame: no extra weight on it
+        assert "degraded" not in terms and len(calls) == 1
+        return
+    again = step_draws(0, 7, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=[mode])
+    index = torch.arange(2) * 3 + system.degradation(frames, again).frames  # rows of the degraded frames
+    (crop_pred, crop_target), (pred, target) = calls
+    assert torch.equal(pred, crop_pred[index]) and torch.equal(target, crop_target[index])
+    assert torch.equal(terms["degraded"], loss(crop_pred[index], crop_target[index]))
+    total = system.weighted(terms)
+    assert torch.allclose(total, system.weighted({k: v for k, v in terms.items() if k != "degraded"}) + 0.5 * terms["degraded"])
+
+
+def test_blur_sigma_range_is_honoured_and_checked():
+    g = torch.Generator().manual_seed(5)
+    sigmas = [draw_degradation(g, 1, 3, (16, 16), kinds=("blur",), sigma=(5.0, 8.0)).sigma for _ in range(20)]
+    assert min(sigmas) >= 5.0 and max(sigmas) <= 8.0 and max(sigmas) - min(sigmas) > 0.5
+    net = VideoAnyUp.from_config("tiny")
+    with pytest.raises(ValueError, match=r"blur_sigma must be \(low, high\)"):
+        UpsamplerSystem(net, blur_sigma=(4.0, 2.0), spynet_weights=None)
+    with pytest.raises(ValueError, match="degraded_weight must be >= 0"):
+        UpsamplerSystem(net, degraded_weight=-1.0, spynet_weights=None)

@@ -33,9 +33,9 @@ def cue_model():
 @pytest.fixture(scope="module")
 def temporal_models():
     """Spatio-temporal attention (neighbour windows), alone, with the blend, and on the neighbours' own cells with
-    the displacement bias; Δ bias, offsets and displacement bias not zero."""
+    the displacement and agreement biases; Δ bias, offsets, displacement and agreement biases not zero."""
     nets = {}
-    cells = dict(temporal_reads="cells", temporal_displacement_bias=True)
+    cells = dict(temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True)
     for seed, (name, options) in enumerate(
         [("temporal", {}), ("temporal+blend", dict(temporal_blend=True)), ("temporal-cells", cells)]
     ):
@@ -45,6 +45,8 @@ def temporal_models():
         torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
         if net.temporal.displacement is not None:
             torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
+        if net.temporal.agreement is not None:
+            torch.nn.init.normal_(net.temporal.agreement.net[-1].weight, std=0.1)
         nets[name] = net
     return nets
 

@@ -154,6 +154,10 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
         degrade_probability: chance that a clip step degrades one frame of each clip (0: never).
         degradations: the kinds to draw from ("blur", "noise", "box").
+        blur_sigma: range of the blur's σ, in pixels of the training frames.
+        degraded_weight: weight of an extra crop term on the degraded frames alone, in the modes that read
+            neighbouring frames (per frame nothing can restore them): it teaches taking from the neighbours
+            what a frame lacks (0: off; the degraded frame then weighs as much as any other).
         compile: run the network's forward through `torch.compile` (true: inductor, or a backend's name;
             `--model.compile true` on the command line), see `tasks/compile_option.py`.
         seed: seed of the per-step draws.
@@ -188,6 +192,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         new_lr_scale: float = 1.0,
         degrade_probability: float = 0.0,
         degradations: Sequence[str] = KINDS,
+        blur_sigma: tuple[float, float] = (1.5, 4.0),
+        degraded_weight: float = 0.0,
         compile: bool | str = False,
     ) -> None:
         super().__init__()
@@ -204,6 +210,10 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         bad = [k for k in degradations if k not in KINDS]
         if not degradations or bad:
             raise ValueError(f"degradations must be a non-empty subset of {list(KINDS)}, got {list(degradations)}")
+        if len(blur_sigma) != 2 or not 0 < blur_sigma[0] <= blur_sigma[1]:
+            raise ValueError(f"blur_sigma must be (low, high) with 0 < low <= high, got {tuple(blur_sigma)}")
+        if degraded_weight < 0:
+            raise ValueError(f"degraded_weight must be >= 0, got {degraded_weight}")
         modes = list(modes) if modes else [model.config.mode]
         unknown = [m for m in modes if m not in MODES]
         if unknown:
@@ -310,6 +320,10 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             "crop": feature_loss(take_windows(flat, draws["windows"], grid), target),
             "self_consistency": self_consistency_loss(flat, lr_clean),
         }
+        if degradation is not None and hp.get("degraded_weight", 0.0) and mode != "perframe":
+            index = torch.arange(b) * t + degradation.frames  # (B,) rows of the degraded frames
+            degraded = take_windows(flat[index.to(flat.device)], draws["windows"][index], grid)
+            terms["degraded"] = feature_loss(degraded, target[index.to(target.device)])
         if t == 1 and hp.consistency_weight:
             jittered = photometric_jitter(images, draws["generator"], strength=hp.jitter).view_as(frames)
             with self.autocast():
@@ -327,7 +341,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         if t == 1 or not p or float(torch.rand((), generator=draws["generator"])) >= p:
             return None
         kinds = tuple(self.hparams.get("degradations", KINDS))
-        return draw_degradation(draws["generator"], b, t, tuple(frames.shape[-2:]), kinds=kinds)
+        sigma = tuple(self.hparams.get("blur_sigma", (1.5, 4.0)))
+        return draw_degradation(draws["generator"], b, t, tuple(frames.shape[-2:]), kinds=kinds, sigma=sigma)
 
     @torch.no_grad()
     def clip_flows(self, frames: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -355,6 +370,7 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             "self_consistency": hp.self_consistency_weight,
             "consistency": hp.consistency_weight,
             "temporal": hp.temporal_weight,
+            "degraded": hp.get("degraded_weight", 0.0),
         }
         return sum(weights[k] * v for k, v in terms.items())
 

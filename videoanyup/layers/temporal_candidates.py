@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import base_grid, flow_warp
+from videoanyup.layers.agreement_bias import AgreementBias
 
 OFFSET_LIMIT = 2.0  # learned offsets move a neighbour window by at most this many LR cells
 
@@ -99,6 +100,8 @@ class NeighbourCandidates:
         snap: read frame s's own cells (the centre rounded) instead of bilinear reads at the centre.
         displacement: the `DisplacementBias` of the candidates, or None (no query-dependent bias).
         distance: `(D,)` |Δ| of each neighbour (read by `displacement`).
+        cell_bias: `(N, D, heads, h, w)` logit bias of all of neighbour d's candidates read by the queries of
+            each cell (`AgreementBias`), or None.
     """
 
     keys: Tensor
@@ -111,6 +114,7 @@ class NeighbourCandidates:
     snap: bool = False
     displacement: "DisplacementBias | None" = None
     distance: Tensor | None = None
+    cell_bias: Tensor | None = None
 
     def narrow(self, start: int, length: int) -> "NeighbourCandidates":
         """The candidates of output frames `start … start + length − 1` (the tables are shared)."""
@@ -118,6 +122,7 @@ class NeighbourCandidates:
             self.keys, self.values, self.frame[start : start + length], self.key_frame[start : start + length],
             self.centre[start : start + length], self.bias[start : start + length], self.cells,
             self.snap, self.displacement, self.distance,
+            None if self.cell_bias is None else self.cell_bias[start : start + length],
         )
 
 
@@ -189,6 +194,8 @@ class TemporalCandidates(nn.Module):
         hidden: width of the offset head.
         reads: "bilinear" (read at the centre) or "cells" (frame s's own cells around the rounded centre).
         displacement_bias: add a learned bias of each candidate's displacement to the query (`DisplacementBias`).
+        agreement_bias: add a learned per-cell bias of each neighbour from how frame t's code agrees with the
+            neighbour's at the flow target (`AgreementBias`; `agreement` below).
     """
 
     def __init__(
@@ -201,6 +208,7 @@ class TemporalCandidates(nn.Module):
         hidden: int = 16,
         reads: str = "bilinear",
         displacement_bias: bool = False,
+        agreement_bias: bool = False,
     ) -> None:
         super().__init__()
         if side < 1 or side % 2 != 1:
@@ -209,6 +217,7 @@ class TemporalCandidates(nn.Module):
             raise ValueError(f"reads must be 'bilinear' or 'cells', got {reads!r}")
         self.side, self.max_delta, self.snap = side, max_delta, reads == "cells"
         self.displacement = DisplacementBias(heads, hidden) if displacement_bias else None
+        self.agreement = AgreementBias(heads, hidden) if agreement_bias else None
         self.register_buffer("cells", window_cells(side), persistent=False)
         self.delta_bias = nn.Parameter(torch.zeros(2 * max_delta + 1, heads, side * side))  # row Δ + max_delta
         self.offset = nn.Sequential(
@@ -249,12 +258,14 @@ class TemporalCandidates(nn.Module):
         centre: Tensor,
         deltas: tuple[int, ...],
         present: Tensor,
+        cell_bias: Tensor | None = None,
     ) -> NeighbourCandidates:
         """Bundle the tables and positions for `WindowAttention` (see `NeighbourCandidates`)."""
         distance = torch.tensor([abs(d) for d in deltas], dtype=centre.dtype, device=centre.device)
         return NeighbourCandidates(
             keys, values, frame, key_frame, centre, self.bias(deltas, present).to(keys.dtype),
             self.cells.to(centre.dtype), self.snap, self.displacement, distance,
+            None if cell_bias is None else cell_bias.to(keys.dtype),
         )
 
 

@@ -252,6 +252,10 @@ class WindowAttention(nn.Module):
             value_rows = value_taps if nb.snap else value_taps[0]
         outside = outside_extent(position, lr_size).permute(1, 0, 2, 3)  # (N, h·w, D, K)
         bias = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
+        if nb.cell_bias is not None:  # one logit per (cell, head, neighbour), the same for its K candidates
+            per_cell = nb.cell_bias.flatten(3).permute(0, 3, 2, 1)  # (N, h·w, heads, D)
+            per_cell = per_cell[..., None].expand(*per_cell.shape, kk).reshape(n, per_cell.shape[1], -1, 1, d * kk)
+            bias = bias + per_cell.to(bias.dtype)  # (N, h·w, heads, 1, D·K)
         bias = bias.masked_fill(outside.reshape(n, -1, 1, 1, d * kk), float("-inf"))  # (N, h·w, heads, 1, D·K)
         return {
             "keys": rearrange(other_keys, "n e h w -> (n h w) e"),  # (Nc·h·w, heads·d)

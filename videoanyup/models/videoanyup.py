@@ -25,8 +25,8 @@ from einops import rearrange
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.functional.temporal import mirrored_index
-from videoanyup.functional.warp import compose_flows, resize_flow
+from videoanyup.functional.temporal import mirrored_index, neighbour_flows
+from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
@@ -86,6 +86,9 @@ class VideoAnyUpConfig:
     # "cells": frame s's own cells around the rounded target, which fall between frame t's cells.
     temporal_reads: str = "bilinear"
     temporal_displacement_bias: bool = False  # a learned bias of each candidate's displacement to the query
+    # A learned per-cell bias of each neighbour from how frame t's code agrees with it at the flow target
+    # (`AgreementBias`): lets the attention leave a frame that disagrees with all of its neighbours there.
+    temporal_agreement_bias: bool = False
 
 
 CONFIGS = {
@@ -97,6 +100,10 @@ CONFIGS = {
     "temporal": VideoAnyUpConfig(temporal_window=3),
     # Neighbour windows on frame s's own cells, placed against each query by a learned displacement bias.
     "temporal_cells": VideoAnyUpConfig(temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True),
+    # temporal_cells plus the per-cell agreement bias of each neighbour.
+    "temporal_agreement": VideoAnyUpConfig(
+        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
+    ),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(
         guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
@@ -170,6 +177,7 @@ class VideoAnyUp(ConfiguredNetwork):
                 hidden=config.temporal_hidden,
                 reads=config.temporal_reads,
                 displacement_bias=config.temporal_displacement_bias,
+                agreement_bias=config.temporal_agreement_bias,
             )
             if config.temporal_window
             else None
@@ -405,10 +413,10 @@ class VideoAnyUp(ConfiguredNetwork):
                     guidance = self.guidance(resize_guidance(video[i, t0:t1], hr_size))
                 candidates = None
                 if neighbours is not None:
-                    table, frame, key_frame, centre, present = neighbours
+                    table, frame, key_frame, centre, present, cell_bias = neighbours
                     candidates = self.temporal.candidates(
                         table[i], feats[i], frame[t0:t1], key_frame[t0:t1], centre[i, t0:t1],
-                        self.neighbour_deltas(mode), present[t0:t1],
+                        self.neighbour_deltas(mode), present[t0:t1], None if cell_bias is None else cell_bias[i, t0:t1],
                     )
                 result = self.attention(
                     guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
@@ -425,37 +433,9 @@ class VideoAnyUp(ConfiguredNetwork):
                 clips.append(result)
             yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
 
-    def neighbour_flows(self, deltas: tuple[int, ...], to_prev: Tensor, to_next: Tensor | None) -> list[Tensor]:
-        """Flows t → t + Δ `(B, T, 2, h, w)` per Δ, from the one-step flows `(B, T − 1, 2, h, w)`.
-
-        f_{t→t−j} = compose(f_{t→t−j+1}, f_{t−j+1→t−j}), likewise forwards; zeros where t + Δ is outside the clip.
-        """
-        b, t = to_prev.shape[0], to_prev.shape[1] + 1
-        zero = to_prev.new_zeros(b, 1, *to_prev.shape[2:])
-        steps = {-1: torch.cat([zero, to_prev], dim=1), 1: None if to_next is None else torch.cat([to_next, zero], dim=1)}
-
-        def shifted(x: Tensor, by: int) -> Tensor:  # y[:, t] = x[:, t + by], zeros outside
-            y = torch.zeros_like(x)
-            if abs(by) < t:
-                if by >= 0:
-                    y[:, : t - by] = x[:, by:]
-                else:
-                    y[:, -by:] = x[:, : t + by]
-            return y
-
-        result: dict[int, Tensor] = {}
-        for sign in (-1, 1):
-            reach = max([abs(d) for d in deltas if d * sign > 0], default=0)
-            flow = steps[sign]
-            for j in range(1, reach + 1):
-                if j > 1:
-                    flow = compose_flows(flow, shifted(steps[sign], sign * (j - 1)))
-                result[sign * j] = flow
-        return [result[d] for d in deltas]
-
     def _neighbours(
         self, mode: str, codes: Tensor, flows: dict, keys: Tensor, pooled: Tensor, descriptor: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None] | None:
         """Where each frame reads its neighbour windows (None: no neighbours in this mode, or T = 1).
 
         Args:
@@ -463,7 +443,8 @@ class VideoAnyUp(ConfiguredNetwork):
         Returns:
             key table `(B, T', Ck, h, w)` (T' = 2T in look-ahead mode: the future neighbours' keys come from
             their per-frame state, so frame t still depends on frames ≤ t + k only), value frame `(T, D)`,
-            key frame `(T, D)`, centres `(B, T, D, 2, h, w)` and presence `(T, D)` bool.
+            key frame `(T, D)`, centres `(B, T, D, 2, h, w)`, presence `(T, D)` bool and the agreement bias
+            `(B, T, D, heads, h, w)` (None without `temporal_agreement_bias`).
         """
         deltas = self.neighbour_deltas(mode)
         b, t = codes.shape[:2]
@@ -483,12 +464,19 @@ class VideoAnyUp(ConfiguredNetwork):
             alone = self.propagation(codes, mode="perframe")  # (B, T, S, h, w), the state of frame s alone
             alone_keys = self.keys(fold(pooled), fold(descriptor), fold(alone))  # (B·T, Ck, h, w)
             table = torch.cat([keys, rearrange(alone_keys, "(b t) c h w -> b t c h w", b=b)], dim=1)  # (B, 2T, Ck, h, w)
-        centres = []
-        for d, (delta, flow) in enumerate(zip(deltas, self.neighbour_flows(deltas, flows["to_prev"], to_next))):
-            other = codes[:, frame[:, d]]  # (B, T, S, h, w), the code of frame t + Δ
-            centre = self.temporal.centre(fold(codes), fold(other), fold(flow), delta)  # (B·T, 2, h, w)
+        centres, others = [], []
+        for d, (delta, flow) in enumerate(zip(deltas, neighbour_flows(deltas, flows["to_prev"], to_next))):
+            others.append(codes[:, frame[:, d]])  # (B, T, S, h, w), the code of frame t + Δ
+            centre = self.temporal.centre(fold(codes), fold(others[-1]), fold(flow), delta)  # (B·T, 2, h, w)
             centres.append(rearrange(centre, "(b t) c h w -> b t c h w", b=b))
-        return table, frame, key_frame, torch.stack(centres, dim=2), present
+        centres = torch.stack(centres, dim=2)  # (B, T, D, 2, h, w)
+        cell_bias = None
+        if self.temporal.agreement is not None:
+            cell_bias = self.temporal.agreement(
+                fold(codes), torch.stack(others, dim=2).flatten(0, 1), centres.flatten(0, 1), deltas, present.repeat(b, 1)
+            )  # (B·T, D, heads, h, w)
+            cell_bias = rearrange(cell_bias, "(b t) d e h w -> b t d e h w", b=b)
+        return table, frame, key_frame, centres, present, cell_bias
 
     def _blend_chunk(
         self,

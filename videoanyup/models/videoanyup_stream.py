@@ -317,24 +317,32 @@ class VideoAnyUpStream:
                 flow = step if flow is None else compose_flows(flow, step)
                 flows[sign * j] = flow
         zero = torch.zeros_like(code[:, :2])  # (B, 2, h, w)
-        values, tables, centres = [], [], []
+        values, tables, centres, codes = [], [], [], []
         for delta, other in zip(self.deltas, others):
             if other[0] is None:
                 values.append(feats)
                 tables.append(keys)
                 centres.append(model.temporal.centre(code, code, zero, 0))
+                codes.append(code)
                 continue
             values.append(other[0])
             tables.append(other[1])
             centres.append(model.temporal.centre(code, other[2], flows[delta], delta))
+            codes.append(other[2])
         b, d = feats.shape[0], len(self.deltas)
         rows = torch.arange(b * d, device=feats.device).view(b, d)  # row n·D + d of the tables
+        present = torch.tensor(present, device=rows.device)[None].expand(b, d)
+        centres = torch.stack(centres, dim=1)  # (B, D, 2, h, w)
+        cell_bias = None
+        if model.temporal.agreement is not None:
+            cell_bias = model.temporal.agreement(code, torch.stack(codes, dim=1), centres, self.deltas, present)
         return model.temporal.candidates(
             torch.stack(tables, dim=1).flatten(0, 1),  # (B·D, Ck, h, w)
             torch.stack(values, dim=1).flatten(0, 1),  # (B·D, C, h, w)
             rows,
             rows,
-            torch.stack(centres, dim=1),  # (B, D, 2, h, w)
+            centres,
             self.deltas,
-            torch.tensor(present, device=rows.device)[None].expand(b, d),
+            present,
+            cell_bias,
         )

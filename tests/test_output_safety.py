@@ -183,12 +183,19 @@ def test_signals_remove_partial_output_and_print_one_line(setup, tmp_path, sig, 
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     try:
+        # Signal only once the run sleeps inside the writer (it says "writing" first): a signal that lands
+        # earlier, inside a native call of the video reader's set-up, raced with the test under load.
+        before = []
+        while not before or "writing" not in before[-1]:
+            before.append(process.stderr.readline())
+            assert before[-1], "".join(before) + str(process.communicate())  # "" : the process ended first
         deadline = time.monotonic() + 120
         while not any(p.name.startswith(f".{Path(output).stem}") for p in tmp_path.iterdir()):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
         process.send_signal(sig)
         _, err = process.communicate(timeout=60)
+        err = "".join(before) + err
     finally:
         if process.poll() is None:
             process.kill()

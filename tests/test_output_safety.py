@@ -160,7 +160,8 @@ def test_put_in_place_keeps_unlisted_files_of_the_old_folder(tmp_path, caplog):
 
 # -- 2. SIGTERM cleans up like Ctrl-C; both end with one line ------------------------------------------
 SLOW_RUN = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a parent run in the background ignores SIGINT)
 import videoanyup.tasks.avsr.upscale as upscale
 real = upscale.upscale_frames
 def slow(*args, **kwargs):
@@ -183,8 +184,7 @@ def test_signals_remove_partial_output_and_print_one_line(setup, tmp_path, sig, 
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     try:
-        # Signal only once the run sleeps inside the writer (it says "writing" first): a signal that lands
-        # earlier, inside a native call of the video reader's set-up, raced with the test under load.
+        # Signal only once the run sleeps inside the writer (it says "writing" first), not during its set-up.
         before = []
         while not before or "writing" not in before[-1]:
             before.append(process.stderr.readline())

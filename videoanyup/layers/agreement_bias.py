@@ -40,9 +40,10 @@ def code_disagreement(code: Tensor, other: Tensor, centre: Tensor) -> Tensor:
         centre: `(N, 2, h, w)` (x, y) LR position in frame t + Δ of each cell's window centre.
     """
     h, w = code.shape[-2:]
-    warped = flow_warp(other, centre - base_grid(h, w, like=centre), padding_mode="border")  # (N, S, h, w)
-    cosine = F.cosine_similarity(code, warped.to(code.dtype), dim=1, eps=1e-6)  # (N, h, w)
-    difference = (code - warped.to(code.dtype)).abs().mean(dim=1)  # (N, h, w)
+    flow = centre - base_grid(h, w, like=centre)
+    warped = flow_warp(other, flow, padding_mode="border").to(code.dtype)  # (N, S, h, w)
+    cosine = F.cosine_similarity(code, warped, dim=1, eps=1e-6)  # (N, h, w)
+    difference = (code - warped).abs().mean(dim=1)  # (N, h, w)
     return torch.stack([1.0 - cosine, difference], dim=1)
 
 

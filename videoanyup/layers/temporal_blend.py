@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from videoanyup.functional.warp import flow_warp
+from videoanyup.functional.warp import flow_warp, resize_flow
 
 
 class TemporalBlend(nn.Module):
@@ -82,3 +82,38 @@ class TemporalBlend(nn.Module):
         cue = self.disagreement(current, warped) if self.feature_cue else None
         gate = self.gate_map(guidance, previous_guidance, flow, cue).to(current.dtype)  # (N, 1, H, W)
         return torch.lerp(current, warped, gate)
+
+    def blend_clip(
+        self,
+        chunk: Tensor,
+        previous: Tensor | None,
+        guidance: Tensor,
+        previous_guidance: Tensor | None,
+        flows: Tensor | None,
+        t0: int,
+    ) -> Tensor:
+        """Blend the warped output of t−1 into frames `t0, t0+1, …` of one clip, in order.
+
+        Args:
+            chunk: `(n, C, H, W)` attention outputs of frames t0..t0+n−1.
+            previous: `(1, C, H, W)` final output of frame t0 − 1 (None when t0 = 0).
+            guidance: `(n, Cg, H, W)` HR guidance of the chunk; previous_guidance: `(1, Cg, H, W)` of t0 − 1.
+            flows: `(T − 1, 2, fh, fw)` the clip's flows t→t−1 on the flow grid (None when T = 1).
+        Returns:
+            `(n, C, H, W)`: `chunk` itself, blended in place, when no gradient is recorded.
+        """
+        hr_size = tuple(chunk.shape[-2:])
+        frames = list(chunk.split(1))
+        for k in range(len(frames)):
+            j = t0 + k
+            if j == 0:
+                continue
+            flow = resize_flow(flows[j - 1 : j], hr_size)  # (1, 2, H, W), f_{j→j−1}
+            before = frames[k - 1] if k > 0 else previous
+            before_guidance = guidance[k - 1 : k] if k > 0 else previous_guidance
+            frames[k] = self(frames[k], before, flow, guidance[k : k + 1], before_guidance)
+        if torch.is_grad_enabled():
+            return torch.cat(frames)
+        for k, frame in enumerate(frames):
+            chunk[k] = frame[0]
+        return chunk

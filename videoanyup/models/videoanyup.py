@@ -6,6 +6,7 @@ resolution; a hidden state propagated over the LR grid (bidirectional, unidirect
 frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
 with `temporal_window` > 0, the same attention also reads a small window in each neighbouring frame,
 centred where the flow carries the cell (spatio-temporal convex attention, `TemporalCandidates`);
+optionally the queries' HR guidance fused with the guidance of frames t±1 warped to t (`GuidanceFusion`);
 optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
 combination of input feature vectors (of several frames), so the output lives in the input's feature
 space whatever C is.
@@ -30,6 +31,7 @@ from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
+from videoanyup.layers.guidance_fusion import GuidanceFusion
 from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
@@ -89,6 +91,10 @@ class VideoAnyUpConfig:
     # A learned per-cell bias of each neighbour from how frame t's code agrees with it at the flow target
     # (`AgreementBias`): lets the attention leave a frame that disagrees with all of its neighbours there.
     temporal_agreement_bias: bool = False
+    # Frame t's HR guidance (the queries) completed from frame t−1's, warped by the flow (`GuidanceFusion`): a
+    # blurred frame's queries borrow the edges its predecessor saw.
+    temporal_guidance: bool = False
+    temporal_guidance_hidden: int = 32
 
 
 CONFIGS = {
@@ -103,6 +109,11 @@ CONFIGS = {
     # temporal_cells plus the per-cell agreement bias of each neighbour.
     "temporal_agreement": VideoAnyUpConfig(
         temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
+    ),
+    # temporal_agreement plus the queries' guidance fused with the warped guidance of frame t−1.
+    "temporal_guidance": VideoAnyUpConfig(
+        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True,
+        temporal_guidance=True,
     ),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(
@@ -183,6 +194,10 @@ class VideoAnyUp(ConfiguredNetwork):
             else None
         )
 
+        self.fusion = (
+            GuidanceFusion(g, hidden=config.temporal_guidance_hidden) if config.temporal_guidance else None
+        )
+
     def neighbour_deltas(self, mode: str) -> tuple[int, ...]:
         """The temporal offsets Δ of the neighbour windows `mode` reads (none without `temporal_window`)."""
         if self.temporal is None:
@@ -241,7 +256,9 @@ class VideoAnyUp(ConfiguredNetwork):
     def flows(self, small: Tensor, mode: str, lr_size: tuple[int, int]) -> dict[str, Tensor | None]:
         """LR flows a mode needs from flow-grid frames `(B, T, 3, fh, fw)`; each `(B, T', 2, h, w)`.
 
-        Also returns "prev_on_flow_grid": the flows t→t−1 on the flow grid, which the blend resizes to HR.
+        Also returns "prev_on_flow_grid" and "next_on_flow_grid": the flows t→t−1 (t ≥ 1) and t→t+1
+        (t ≤ T − 2; bidirectional and look-ahead) on the flow grid, which the blend and the guidance fusion
+        resize to HR.
         """
         b, t = small.shape[:2]
 
@@ -255,17 +272,22 @@ class VideoAnyUp(ConfiguredNetwork):
                 resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), lr_size), "(b t) c h w -> b t c h w", b=b
             )
 
-        result: dict[str, Tensor | None] = {"to_prev": None, "to_next": None, "steps": None, "prev_on_flow_grid": None}
+        result: dict[str, Tensor | None] = dict.fromkeys(
+            ("to_prev", "to_next", "steps", "prev_on_flow_grid", "next_on_flow_grid")
+        )
         if mode == "perframe":
             return result
         if t > 1:
             result["prev_on_flow_grid"] = run(list(range(1, t)), list(range(t - 1)))  # f_{t→t−1}
             result["to_prev"] = to_lr(result["prev_on_flow_grid"])
         if mode == "bidirectional" and t > 1:
-            result["to_next"] = to_lr(run(list(range(t - 1)), list(range(1, t))))  # f_{t→t+1}
+            result["next_on_flow_grid"] = run(list(range(t - 1)), list(range(1, t)))  # f_{t→t+1}
+            result["to_next"] = to_lr(result["next_on_flow_grid"])
         if mode == "lookahead":
             padded = [mirrored_index(i, t) for i in range(t + self.config.lookahead)]
-            result["steps"] = to_lr(run(padded[:-1], padded[1:]))
+            steps = run(padded[:-1], padded[1:])  # (B, T + k − 1, 2, fh, fw); the first T − 1 are f_{t→t+1}
+            result["steps"] = to_lr(steps)
+            result["next_on_flow_grid"] = steps[:, : t - 1] if t > 1 else None
         return result
 
     def forward(
@@ -317,7 +339,8 @@ class VideoAnyUp(ConfiguredNetwork):
 
         Steps 1–2 (descriptors, flows, propagation, keys: all on the LR grid) run once for the whole clip
         on the first `next()`; step 3 then runs per chunk of `chunk_frames` frames. The optional temporal
-        blend carries the previous chunk's last output across the boundary, so the chunks concatenated
+        blend carries the previous chunk's last output across the boundary, and the optional guidance fusion
+        the previous chunk's last guidance (and computes the next chunk's first), so the chunks concatenated
         along T equal `forward(...)`. The inputs are checked when this is called.
 
         Args:
@@ -396,7 +419,9 @@ class VideoAnyUp(ConfiguredNetwork):
         record = torch.is_grad_enabled()
         plan = self.attention.plan((h, w), hr_size, feats.device)  # runs, windows and prior of this grid
         blend = self.blend is not None and mode != "perframe"
+        fuse = self.fusion is not None and mode != "perframe"
         grid_flows = flows["prev_on_flow_grid"]  # (B, T − 1, 2, fh, fw) or None
+        next_grid_flows = flows["next_on_flow_grid"] if fuse else None  # (B, T − 1, 2, fh, fw) or None
         previous: list[Tensor | None] = [None] * b  # (1, C, H, W) output of frame t0 − 1 per clip
         previous_guidance: list[Tensor | None] = [None] * b  # (1, Cg, H, W)
         for t0 in range(0, t, chunk):
@@ -410,7 +435,7 @@ class VideoAnyUp(ConfiguredNetwork):
                 if kept is not None:
                     guidance = kept[i, t0:t1]  # (t1 − t0, Cg, H, W)
                 else:
-                    guidance = self.guidance(resize_guidance(video[i, t0:t1], hr_size))
+                    guidance = self._hr_guidance(video[i, t0:t1], hr_size)
                 candidates = None
                 if neighbours is not None:
                     table, frame, key_frame, centre, present, cell_bias = neighbours
@@ -418,17 +443,27 @@ class VideoAnyUp(ConfiguredNetwork):
                         table[i], feats[i], frame[t0:t1], key_frame[t0:t1], centre[i, t0:t1],
                         self.neighbour_deltas(mode), present[t0:t1], None if cell_bias is None else cell_bias[i, t0:t1],
                     )
+                queries = guidance
+                if fuse and grid_flows is not None:
+                    following = None  # frame t1's guidance, read by frame t1 − 1
+                    if next_grid_flows is not None and t1 < t:
+                        following = kept[i, t1 : t1 + 1] if kept is not None else self._hr_guidance(video[i, t1 : t1 + 1], hr_size)
+                    queries = self.fusion.fuse_clip(
+                        guidance, previous_guidance[i], following, grid_flows[i],
+                        None if next_grid_flows is None else next_grid_flows[i], t0,
+                    )
                 result = self.attention(
-                    guidance, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
+                    queries, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
                     out=None if record else target[i], plan=plan, neighbours=candidates,
                 )  # (t1 − t0, C, H, W)
                 if blend:
-                    result = self._blend_chunk(
+                    result = self.blend.blend_clip(
                         result, previous[i], guidance, previous_guidance[i],
                         None if grid_flows is None else grid_flows[i], t0,
                     )
-                if blend:  # the caller may change a yielded chunk in place: copies of what the next chunk reads
+                if blend:  # the caller may change a yielded chunk in place: a copy of what the next chunk reads
                     previous[i] = result[-1:] if record else result[-1:].clone()
+                if blend or fuse:  # a copy: a view would hold the whole chunk's guidance
                     previous_guidance[i] = guidance[-1:] if record else guidance[-1:].clone()
                 clips.append(result)
             yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
@@ -478,40 +513,9 @@ class VideoAnyUp(ConfiguredNetwork):
             cell_bias = rearrange(cell_bias, "(b t) d e h w -> b t d e h w", b=b)
         return table, frame, key_frame, centres, present, cell_bias
 
-    def _blend_chunk(
-        self,
-        chunk: Tensor,
-        previous: Tensor | None,
-        guidance: Tensor,
-        previous_guidance: Tensor | None,
-        flows: Tensor | None,
-        t0: int,
-    ) -> Tensor:
-        """Blend the warped output of t−1 into frames `t0, t0+1, …` of one clip, in order.
-
-        Args:
-            chunk: `(n, C, H, W)` attention outputs of frames t0..t0+n−1.
-            previous: `(1, C, H, W)` final output of frame t0 − 1 (None when t0 = 0).
-            guidance: `(n, Cg, H, W)` HR guidance of the chunk; previous_guidance: `(1, Cg, H, W)` of t0 − 1.
-            flows: `(T − 1, 2, fh, fw)` the clip's flows t→t−1 on the flow grid (None when T = 1).
-        Returns:
-            `(n, C, H, W)`: `chunk` itself, blended in place, when no gradient is recorded.
-        """
-        hr_size = tuple(chunk.shape[-2:])
-        frames = list(chunk.split(1))
-        for k in range(len(frames)):
-            j = t0 + k
-            if j == 0:
-                continue
-            flow = resize_flow(flows[j - 1 : j], hr_size)  # (1, 2, H, W), f_{j→j−1}
-            before = frames[k - 1] if k > 0 else previous
-            before_guidance = guidance[k - 1 : k] if k > 0 else previous_guidance
-            frames[k] = self.blend(frames[k], before, flow, guidance[k : k + 1], before_guidance)
-        if torch.is_grad_enabled():
-            return torch.cat(frames)
-        for k, frame in enumerate(frames):
-            chunk[k] = frame[0]
-        return chunk
+    def _hr_guidance(self, frames: Tensor, hr_size: tuple[int, int]) -> Tensor:
+        """HR guidance `(n, Cg, H, W)` of video frames `(n, 3, H0, W0)`."""
+        return self.guidance(resize_guidance(frames, hr_size))
 
     def stream(
         self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False

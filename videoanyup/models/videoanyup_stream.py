@@ -105,6 +105,7 @@ class VideoAnyUpStream:
         self.last_output: Tensor | None = None
         self.last_guidance: Tensor | None = None
         self._steps: dict[tuple[int, int], Tensor] = {}
+        self._grid_steps: dict[tuple[int, int], Tensor] = {}
         self.hr_size: tuple[int, int] | None = None
         self.lr_shape: tuple[int, ...] | None = None
         self.deltas = model.neighbour_deltas(mode)
@@ -181,11 +182,16 @@ class VideoAnyUpStream:
             ready.append(self._emit(self.emitted, length=self.pushed))
         return ready
 
+    def _grid_step(self, ref: int, supp: int) -> Tensor:
+        """Flow between pushed frames `ref → supp` on the flow grid, `(B, 2, fh, fw)`, cached."""
+        if (ref, supp) not in self._grid_steps:
+            self._grid_steps[(ref, supp)] = self.model.flow(self.frames[ref].small, self.frames[supp].small)
+        return self._grid_steps[(ref, supp)]
+
     def _lr_step(self, ref: int, supp: int) -> Tensor:
         """LR flow between pushed frames `ref → supp`, `(B, 2, h, w)`, cached."""
         if (ref, supp) not in self._steps:
-            flow = self.model.flow(self.frames[ref].small, self.frames[supp].small)  # (B, 2, fh, fw)
-            self._steps[(ref, supp)] = resize_flow(flow, tuple(self.lr_shape[-2:]))
+            self._steps[(ref, supp)] = resize_flow(self._grid_step(ref, supp), tuple(self.lr_shape[-2:]))
         return self._steps[(ref, supp)]
 
     def _step_arguments(self, t: int, length: int | None) -> tuple:
@@ -205,9 +211,12 @@ class VideoAnyUpStream:
                 steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
         states = [] if self.mode == "perframe" else list(self.loop.states)
         last = (None, None) if self.mode == "perframe" else (self.last_output, self.last_guidance)
+        following = (None, None)  # frame t+1's guidance and f_{t→t+1} on the flow grid, for the guidance fusion
+        if self.mode == "lookahead" and self.model.fusion is not None and t + 1 < self.pushed:
+            following = (self.frames[t + 1].guidance, self._grid_step(t, t + 1))
         return (
             record.feats, record.descriptor, record.pooled, record.code, record.small, record.guidance,
-            prev_small, futures, steps, states, self.loop.flow, self._neighbour_inputs(t), *last,
+            prev_small, futures, steps, states, self.loop.flow, self._neighbour_inputs(t), *last, *following,
         )
 
     def _emit(self, t: int, length: int | None) -> Tensor:
@@ -225,6 +234,7 @@ class VideoAnyUpStream:
         for old in [i for i in self.frames if i < keep]:
             del self.frames[old]
         self._steps = {key: v for key, v in self._steps.items() if min(key) >= keep}
+        self._grid_steps = {key: v for key, v in self._grid_steps.items() if min(key) >= keep}
         return out
 
     def _frame_step(
@@ -243,6 +253,8 @@ class VideoAnyUpStream:
         neighbours: tuple | None,
         last_output: Tensor | None,
         last_guidance: Tensor | None,
+        next_guidance: Tensor | None,
+        next_grid_flow: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """One emitted frame's work, tensor operations only (what `compile=True` compiles).
 
@@ -253,7 +265,9 @@ class VideoAnyUpStream:
             futures, steps: look-ahead codes of t+1..t+k and the LR flows between them (empty otherwise).
             states: `[s_{t−1}, s_{t−2}]` (0 to 2); prev_flow: f_{t−1→t−2} `(B, 2, h, w)` or None.
             neighbours: `_neighbour_inputs(t)`; last_output `(B, C, H, W)`, last_guidance: frame t − 1's, for
-                the blend (None: first frame, perframe, or no blend).
+                the blend and the guidance fusion (None: first frame or perframe).
+            next_guidance, next_grid_flow: frame t + 1's guidance and f_{t→t+1} `(B, 2, fh, fw)` for the guidance
+                fusion (look-ahead mode with the fusion, t + 1 pushed; else None).
         Returns:
             the output `(B, C, H, W)`, the state `(B, S, h, w)`, f_{t→t−1} `(B, 2, h, w)` (or None) and the keys
             `(B, Ck, h, w)` of frame t.
@@ -273,8 +287,17 @@ class VideoAnyUpStream:
         candidates = None
         if neighbours is not None:
             candidates = self._candidates(feats, keys, code, to_prev, *neighbours)
+        queries = guidance
+        if model.fusion is not None and (last_guidance is not None or next_guidance is not None):
+            queries = model.fusion(
+                guidance,
+                last_guidance,
+                None if last_guidance is None else resize_flow(grid_flow, self.hr_size),
+                next_guidance,
+                None if next_guidance is None else resize_flow(next_grid_flow, self.hr_size),
+            )
         out = feats.new_empty(*feats.shape[:2], *self.hr_size)
-        model.attention(guidance, keys, feats, query_tile=self.query_tile, out=out, plan=self.plan, neighbours=candidates)
+        model.attention(queries, keys, feats, query_tile=self.query_tile, out=out, plan=self.plan, neighbours=candidates)
         if model.blend is not None and last_output is not None:
             flow = resize_flow(grid_flow, self.hr_size)
             out = model.blend(out, last_output, flow, guidance, last_guidance)

@@ -1,0 +1,176 @@
+"""The queries' guidance fused with the warped guidance of frames t±1 (`GuidanceFusion`, `temporal_guidance`).
+
+Identity at initialisation (earlier weights load and give the same output), a copy of the warped previous
+guidance when the network says so, bands equal to the whole, the fusion in the model's queries only (not in
+per frame, not in the first frame), which neighbours each mode reads (causality), and the exact error on bad
+shapes. The
+chunked, stream-equals-batch and invariance tests of `test_videoanyup.py` run a model with the fusion on.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from videoanyup.functional.warp import flow_warp
+from videoanyup.layers import guidance_fusion
+from videoanyup.layers.guidance_fusion import GuidanceFusion
+from videoanyup.models.videoanyup import VideoAnyUp
+
+
+def maps(n=2, c=4, h=6, w=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, h, w, generator=g), torch.randn(n, c, h, w, generator=g), 2 * torch.randn(n, 2, h, w, generator=g)
+
+
+def fused_net(seed=0, **overrides):
+    """A tiny temporal model with the fusion on and its last layer not zero."""
+    torch.manual_seed(seed)
+    net = VideoAnyUp.from_config("tiny", temporal_window=3, temporal_guidance=True, **overrides).eval()
+    torch.nn.init.normal_(net.fusion.net[-1].weight, std=0.3)
+    torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
+    return net
+
+
+def clip(b=1, t=4, c=5, h=4, w=5, size=(11, 13), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, c, h, w, generator=g), torch.rand(b, t, 3, *size, generator=g)
+
+
+def run(model, feats, video, **options):
+    with torch.no_grad():
+        return model(feats, video, **options)
+
+
+def test_fusion_starts_as_the_identity():
+    guidance, previous, flow = maps()
+    fusion = GuidanceFusion(4, hidden=8)
+    with torch.no_grad():
+        assert torch.equal(fusion(guidance, previous, flow), guidance)
+    assert torch.equal(fusion(guidance, previous, flow), guidance)  # with gradients too
+
+
+def test_fusion_can_copy_the_warped_previous_guidance():
+    """a = 1, b = 0 everywhere: the output is frame t−1's guidance carried along the flow, whatever frame t's."""
+    guidance, previous, flow = maps(seed=1)
+    fusion = GuidanceFusion(4, hidden=8)
+    with torch.no_grad():
+        fusion.net[-1].bias[:4] = 1.0 / guidance_fusion.OUTPUT_SCALE  # a₋ = 1
+        out = fusion(guidance, previous, flow)
+    assert torch.allclose(out, flow_warp(previous, flow, padding_mode="border"), atol=1e-6)
+    shift = torch.zeros_like(flow)
+    shift[:, 0] = 1.0  # read one pixel to the right
+    with torch.no_grad():
+        out = fusion(guidance, previous, shift)
+    assert torch.allclose(out[..., :-1], previous[..., 1:], atol=1e-6)
+    with torch.no_grad():  # a₊ = 1 with t+1 given: its warped guidance; with t+1 absent: frame t's own
+        fusion.net[-1].bias[:4], fusion.net[-1].bias[4:8] = 0.0, 1.0 / guidance_fusion.OUTPUT_SCALE
+        out = fusion(guidance, previous, flow, following=previous.flip(0), to_following=-flow)
+        alone = fusion(guidance, previous, flow)
+    assert torch.allclose(out, flow_warp(previous.flip(0), -flow, padding_mode="border"), atol=1e-6)
+    assert torch.allclose(alone, guidance, atol=1e-6)
+
+
+def test_bands_without_gradients_equal_the_whole(monkeypatch):
+    guidance, previous, flow = maps(n=1, h=9, w=5, seed=2)
+    fusion = GuidanceFusion(4, hidden=8)
+    torch.nn.init.normal_(fusion.net[-1].weight)
+    whole = fusion(guidance, previous, flow).detach()  # gradients: one pass over the whole map
+    monkeypatch.setattr(guidance_fusion, "BAND_PIXELS", 10)  # two rows per band, the last one short
+    with torch.no_grad():
+        banded = fusion(guidance, previous, flow)
+    assert torch.allclose(banded, whole, atol=1e-6)
+
+
+def test_bad_shapes_are_named():
+    guidance, previous, flow = maps()
+    fusion = GuidanceFusion(4)
+    with pytest.raises(ValueError, match=r"guidance \(2, 4, 6, 7\), previous \(2, 4, 6, 6\) and its flow"):
+        fusion(guidance, previous[..., :6], flow)
+    with pytest.raises(ValueError, match=r"must be \(N, Cg, H, W\), \(N, Cg, H, W\) and \(N, 2, H, W\)"):
+        fusion(guidance, previous, flow[:, :1])
+    with pytest.raises(ValueError, match=r"following \(2, 4, 6, 7\) and its flow None must be"):
+        fusion(guidance, previous, flow, following=previous)
+
+
+def test_weights_written_without_the_fusion_load_and_give_the_same_output():
+    torch.manual_seed(3)
+    without = VideoAnyUp.from_config("tiny", temporal_window=3).eval()
+    torch.nn.init.normal_(without.temporal.delta_bias, std=1.0)
+    model = VideoAnyUp(dataclasses.replace(without.config, temporal_guidance=True)).eval()
+    missing, unexpected = model.load_state_dict(without.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("fusion.") for k in missing)
+    feats, video = clip(seed=4)
+    for mode in ("bidirectional", "unidirectional", "lookahead"):
+        assert torch.allclose(run(model, feats, video, mode=mode), run(without, feats, video, mode=mode), atol=1e-6)
+
+
+def test_the_fusion_changes_the_frames_with_a_neighbour_and_never_per_frame():
+    net = fused_net()
+    plain = VideoAnyUp(dataclasses.replace(net.config, temporal_guidance=False)).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("fusion.")})
+    feats, video = clip(t=4, seed=5)
+    assert torch.allclose(run(net, feats, video, mode="perframe"), run(plain, feats, video, mode="perframe"), atol=1e-6)
+    fused, unfused = run(net, feats, video, mode="unidirectional"), run(plain, feats, video, mode="unidirectional")
+    assert torch.allclose(fused[:, 0], unfused[:, 0], atol=1e-6)  # frame 0 has no predecessor
+    assert (fused[:, 1:] - unfused[:, 1:]).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-3
+    fused, unfused = run(net, feats, video, mode="bidirectional"), run(plain, feats, video, mode="bidirectional")
+    assert (fused - unfused).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-3  # frame 0 reads frame 1
+
+
+def queries(net, feats, video, mode):
+    """The guidance the attention receives as its queries, `(T, Cg, H, W)` (one clip, one chunk)."""
+    captured = []
+    original = net.attention.forward
+
+    def spy(guidance, *args, **options):
+        captured.append(guidance.clone())
+        return original(guidance, *args, **options)
+
+    net.attention.forward = spy
+    try:
+        run(net, feats, video, mode=mode)
+    finally:
+        del net.attention.forward
+    (guidance,) = captured
+    return guidance
+
+
+def test_the_queries_of_frame_t_see_frame_t_minus_1_and_never_a_later_frame():
+    net = fused_net(seed=6)
+    feats, video = clip(t=4, seed=6)
+    with torch.no_grad():
+        raw = net.guidance(video[0])  # (T, Cg, H, W): the video is at the output size
+    base = queries(net, feats, video, "unidirectional")
+    assert torch.allclose(base[0], raw[0], atol=1e-6) and (base[1:] - raw[1:]).abs().amax() > 1e-3
+    changed = video.clone()
+    changed[:, 1] = torch.rand_like(changed[:, 1])
+    moved = queries(net, feats, changed, "unidirectional")
+    assert torch.equal(moved[0], base[0])  # frame 0 does not see frame 1
+    assert (moved[2] - base[2]).abs().amax() > 1e-3  # frame 2's queries see frame 1's guidance
+    assert torch.equal(queries(net, feats, changed, "perframe")[2], queries(net, feats, video, "perframe")[2])
+    # t+1: read in bidirectional and look-ahead mode, never in unidirectional
+    later = video.clone()
+    later[:, 3] = torch.rand_like(later[:, 3])
+    assert torch.equal(queries(net, feats, later, "unidirectional")[2], base[2])
+    for mode in ("bidirectional", "lookahead"):
+        assert (queries(net, feats, later, mode)[2] - queries(net, feats, video, mode)[2]).abs().amax() > 1e-3
+        assert torch.equal(queries(net, feats, later, mode)[1], queries(net, feats, video, mode)[1])  # t+2: never
+
+
+def test_chunks_read_the_next_chunks_first_frame():
+    net = fused_net(seed=7)
+    feats, video = clip(t=5, seed=7)
+    for mode in ("bidirectional", "lookahead", "unidirectional"):
+        whole = run(net, feats, video, mode=mode)
+        assert torch.allclose(run(net, feats, video, mode=mode, chunk_frames=2), whole, atol=1e-5)
+
+
+def test_gradients_reach_the_fusion_from_its_zero_start():
+    """At zero the gates still get a gradient (∂g'/∂a = ĝ − g), so training can open them."""
+    torch.manual_seed(8)
+    model = VideoAnyUp.from_config("tiny", temporal_window=3, temporal_guidance=True).train()
+    feats, video = clip(t=3, seed=8)
+    model(feats, video, mode="bidirectional").square().mean().backward()
+    assert model.fusion.net[-1].weight.grad.abs().amax() > 0
+    assert model.fusion.net[0].weight.grad is None or model.fusion.net[0].weight.grad.abs().amax() == 0  # behind zeros

@@ -91,8 +91,8 @@ class VideoAnyUpConfig:
     # A learned per-cell bias of each neighbour from how frame t's code agrees with it at the flow target
     # (`AgreementBias`): lets the attention leave a frame that disagrees with all of its neighbours there.
     temporal_agreement_bias: bool = False
-    # Frame t's HR guidance (the queries) completed from frame t−1's, warped by the flow (`GuidanceFusion`): a
-    # blurred frame's queries borrow the edges its predecessor saw.
+    # Frame t's HR guidance (the queries) completed from frames t±1's, warped by the flow (`GuidanceFusion`): a
+    # blurred frame's queries borrow the edges its neighbours saw (t−1 only in unidirectional mode).
     temporal_guidance: bool = False
     temporal_guidance_hidden: int = 32
 
@@ -110,7 +110,7 @@ CONFIGS = {
     "temporal_agreement": VideoAnyUpConfig(
         temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
     ),
-    # temporal_agreement plus the queries' guidance fused with the warped guidance of frame t−1.
+    # temporal_agreement plus the queries' guidance fused with the warped guidance of frames t±1.
     "temporal_guidance": VideoAnyUpConfig(
         temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True,
         temporal_guidance=True,
@@ -193,7 +193,6 @@ class VideoAnyUp(ConfiguredNetwork):
             if config.temporal_window
             else None
         )
-
         self.fusion = (
             GuidanceFusion(g, hidden=config.temporal_guidance_hidden) if config.temporal_guidance else None
         )

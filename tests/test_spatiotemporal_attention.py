@@ -245,12 +245,21 @@ def test_stream_keeps_a_ring_not_the_clip(net, mode):
     stream = net.stream(mode=mode)
     held = []
     outs = []
+    guidance_buffers, lr_buffers = set(), set()  # every HR guidance and LR tensor the stream held, by address
     for t in range(12):
         outs += stream.push(feats[:, t], video[:, t])
         held.append(len(stream.frames))
+        kept = [f.guidance for f in stream.frames.values() if f.guidance is not None] + [stream.last_guidance]
+        guidance_buffers |= {g.data_ptr() for g in kept if g is not None}
+        frames = stream.frames.values()
+        kept = [x for f in frames for x in (f.feats, f.descriptor, f.code, f.keys, f.to_prev) if x is not None]
+        lr_buffers |= {x.data_ptr() for x in kept + stream.loop.states + list(stream._steps.values())}
     outs += stream.flush()
     reach, k = net.config.temporal_reach, net.config.lookahead if mode == "lookahead" else 0
     assert max(held) <= reach + k + 2 and held[-1] == held[6]  # flat in T
+    # What the stream holds lives in buffers made once and reused (SlotRing): the HR guidance in k + 2 of them.
+    assert guidance_buffers == stream.held_guidance.data_ptrs() and len(guidance_buffers) == k + 2
+    assert lr_buffers <= stream.held.data_ptrs()  # and so do the LR tensors of the ring: no fresh ones per frame
     assert torch.allclose(torch.stack(outs, 1), run(net, feats, video, mode=mode), atol=1e-5)
 
 

@@ -18,7 +18,6 @@ HR features do not fit in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -26,8 +25,6 @@ from einops import rearrange
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.functional.temporal import mirrored_index, neighbour_flows
-from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
@@ -37,96 +34,12 @@ from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.temporal_candidates import TemporalCandidates, neighbour_deltas
 from videoanyup.layers.window_attention import WindowAttention
+from videoanyup.models.clip_neighbours import clip_flows, fold, neighbour_plan
 from videoanyup.models.pretrained import ConfiguredNetwork
+from videoanyup.models.videoanyup_config import CONFIGS, VideoAnyUpConfig
 from videoanyup.validation import check_positive_int, check_video, compute_dtype
 
 KIND = "videoanyup"
-
-
-def fold(x: Tensor) -> Tensor:
-    """`(B, T, ·, h, w)` → `(B·T, ·, h, w)`."""
-    return rearrange(x, "b t c h w -> (b t) c h w")
-
-
-@dataclass(frozen=True)
-class VideoAnyUpConfig:
-    """Architecture of a VideoAnyUp network (the fields of `config.json`)."""
-
-    basis: int = 128
-    basis_size: int = 5
-    guidance_channels: int = 32
-    guidance_blocks: int = 2
-    pyramid_levels: int = 3
-    state_channels: int = 32
-    propagation_blocks: int = 1
-    attention_window: int = 2
-    deform_groups: int = 4
-    offset_layers: int = 1
-    lookahead: int = 2
-    flow_scale: int = 2
-    key_channels: int = 64
-    key_blocks: int = 1
-    heads: int = 4
-    head_dim: int = 16
-    window: int = 7
-    prior: bool = True
-    hyper_frequencies: int = 16
-    hyper_group_dim: int = 32
-    hyper_hidden: int = 16
-    hyper_depth: int = 3
-    temporal_blend: bool = False
-    blend_channels: int = 16
-    blend_feature_cue: bool = False  # the blend's gate also sees 1 − cos(current, warped previous output)
-    backend: str = "sdpa"
-    mode: str = "bidirectional"
-    # Spatio-temporal attention (DESIGN.md §5.5): side of the window read in each neighbouring frame
-    # (0: off, the attention reads frame t only, as every checkpoint written before it did).
-    temporal_window: int = 0
-    temporal_reach: int = 2  # neighbours t−r…t−1 (and t+1…t+r in bidirectional mode)
-    temporal_hidden: int = 16  # width of the head that refines the composed flows (|Δ| ≥ 2)
-    # "bilinear": read at the flow's (fractional) target, i.e. frame s resampled onto frame t's cells;
-    # "cells": frame s's own cells around the rounded target, which fall between frame t's cells.
-    temporal_reads: str = "bilinear"
-    temporal_displacement_bias: bool = False  # a learned bias of each candidate's displacement to the query
-    # A learned per-cell bias of each neighbour from how frame t's code agrees with it at the flow target
-    # (`AgreementBias`): lets the attention leave a frame that disagrees with all of its neighbours there.
-    temporal_agreement_bias: bool = False
-    # Frame t's HR guidance (the queries) completed from frames t±1's, warped by the flow (`GuidanceFusion`): a
-    # blurred frame's queries borrow the edges its neighbours saw (t−1 only in unidirectional mode).
-    temporal_guidance: bool = False
-    temporal_guidance_hidden: int = 32
-
-
-CONFIGS = {
-    # AnyUp's basis (128 filters of 5×5) and heads, a 7×7 window; encoders narrow enough for 2 CPU threads.
-    "default": VideoAnyUpConfig(),
-    # The default plus the occlusion-aware blend of the warped previous output.
-    "blend": VideoAnyUpConfig(temporal_blend=True),
-    # The default plus 3×3 windows in the neighbouring frames (spatio-temporal convex attention).
-    "temporal": VideoAnyUpConfig(temporal_window=3),
-    # Neighbour windows on frame s's own cells, placed against each query by a learned displacement bias.
-    "temporal_cells": VideoAnyUpConfig(temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True),
-    # temporal_cells plus the per-cell agreement bias of each neighbour.
-    "temporal_agreement": VideoAnyUpConfig(
-        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
-    ),
-    # temporal_agreement plus the queries' guidance fused with the warped guidance of frames t±1.
-    "temporal_guidance": VideoAnyUpConfig(
-        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True,
-        temporal_guidance=True,
-    ),
-    # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
-    "large": VideoAnyUpConfig(
-        guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
-        head_dim=32, deform_groups=8, offset_layers=2,
-    ),
-    # Tests and laptop experiments.
-    "tiny": VideoAnyUpConfig(
-        basis=8, guidance_channels=8, guidance_blocks=1, state_channels=8, deform_groups=2, key_channels=8,
-        heads=2, head_dim=4, window=3, hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
-        blend_channels=4,
-    ),
-}
 
 
 class VideoAnyUp(ConfiguredNetwork):
@@ -252,43 +165,6 @@ class VideoAnyUp(ConfiguredNetwork):
         """LR key features: `[pooled guidance ‖ descriptor ‖ state]` → `(N, key_channels, h, w)`."""
         return self.key_net(torch.cat([pooled, descriptor, state], dim=1))
 
-    def flows(self, small: Tensor, mode: str, lr_size: tuple[int, int]) -> dict[str, Tensor | None]:
-        """LR flows a mode needs from flow-grid frames `(B, T, 3, fh, fw)`; each `(B, T', 2, h, w)`.
-
-        Also returns "prev_on_flow_grid" and "next_on_flow_grid": the flows t→t−1 (t ≥ 1) and t→t+1
-        (t ≤ T − 2; bidirectional and look-ahead) on the flow grid, which the blend and the guidance fusion
-        resize to HR.
-        """
-        b, t = small.shape[:2]
-
-        def run(ref_index: list[int], supp_index: list[int]) -> Tensor:
-            ref = rearrange(small[:, ref_index], "b t c h w -> (b t) c h w")
-            supp = rearrange(small[:, supp_index], "b t c h w -> (b t) c h w")
-            return rearrange(self.flow(ref, supp), "(b t) c h w -> b t c h w", b=b)  # (B, T', 2, fh, fw)
-
-        def to_lr(flow: Tensor) -> Tensor:
-            return rearrange(
-                resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), lr_size), "(b t) c h w -> b t c h w", b=b
-            )
-
-        result: dict[str, Tensor | None] = dict.fromkeys(
-            ("to_prev", "to_next", "steps", "prev_on_flow_grid", "next_on_flow_grid")
-        )
-        if mode == "perframe":
-            return result
-        if t > 1:
-            result["prev_on_flow_grid"] = run(list(range(1, t)), list(range(t - 1)))  # f_{t→t−1}
-            result["to_prev"] = to_lr(result["prev_on_flow_grid"])
-        if mode == "bidirectional" and t > 1:
-            result["next_on_flow_grid"] = run(list(range(t - 1)), list(range(1, t)))  # f_{t→t+1}
-            result["to_next"] = to_lr(result["next_on_flow_grid"])
-        if mode == "lookahead":
-            padded = [mirrored_index(i, t) for i in range(t + self.config.lookahead)]
-            steps = run(padded[:-1], padded[1:])  # (B, T + k − 1, 2, fh, fw); the first T − 1 are f_{t→t+1}
-            result["steps"] = to_lr(steps)
-            result["next_on_flow_grid"] = steps[:, : t - 1] if t > 1 else None
-        return result
-
     def forward(
         self,
         feats: Tensor,
@@ -400,7 +276,7 @@ class VideoAnyUp(ConfiguredNetwork):
 
         # 2. Flows between guidance frames, the state propagated over the LR grid, the keys.
         small = resize_guidance(fold(video), self.flow_size((h, w), video_size)).to(descriptor.dtype)
-        flows = self.flows(unfold(small), mode, (h, w))
+        flows = clip_flows(self, unfold(small), mode, (h, w))
         codes = unfold(self.code(fold(descriptor), fold(pooled)))  # (B, T, S, h, w)
         states = self.propagation(
             codes,
@@ -410,7 +286,7 @@ class VideoAnyUp(ConfiguredNetwork):
             lookahead_steps=flows["steps"],
         )
         keys = unfold(self.keys(fold(pooled), fold(descriptor), fold(states)))  # (B, T, key_channels, h, w)
-        neighbours = self._neighbours(mode, codes, flows, keys, pooled, descriptor)
+        neighbours = neighbour_plan(self, mode, codes, flows, keys, pooled, descriptor)
         del descriptor, pooled, codes, states
 
         # 3. Window attention at the output grid per frame chunk, then the optional blend with the previous
@@ -466,51 +342,6 @@ class VideoAnyUp(ConfiguredNetwork):
                     previous_guidance[i] = guidance[-1:] if record else guidance[-1:].clone()
                 clips.append(result)
             yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
-
-    def _neighbours(
-        self, mode: str, codes: Tensor, flows: dict, keys: Tensor, pooled: Tensor, descriptor: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None] | None:
-        """Where each frame reads its neighbour windows (None: no neighbours in this mode, or T = 1).
-
-        Args:
-            codes: `(B, T, S, h, w)`; keys: `(B, T, Ck, h, w)`; pooled, descriptor: `(B, T, ·, h, w)`.
-        Returns:
-            key table `(B, T', Ck, h, w)` (T' = 2T in look-ahead mode: the future neighbours' keys come from
-            their per-frame state, so frame t still depends on frames ≤ t + k only), value frame `(T, D)`,
-            key frame `(T, D)`, centres `(B, T, D, 2, h, w)`, presence `(T, D)` bool and the agreement bias
-            `(B, T, D, heads, h, w)` (None without `temporal_agreement_bias`).
-        """
-        deltas = self.neighbour_deltas(mode)
-        b, t = codes.shape[:2]
-        if not deltas or t == 1:
-            return None
-        to_next = flows["to_next"] if mode == "bidirectional" else None
-        if mode == "lookahead":
-            to_next = flows["steps"][:, : t - 1]  # the padded steps start with f_{t→t+1}, t ≤ T − 2
-        index = torch.arange(t)[:, None] + torch.tensor(deltas)[None, :]  # (T, D)
-        present = ((index >= 0) & (index < t)).to(codes.device)
-        frame = index.clamp(0, t - 1).to(codes.device)
-        key_frame = frame  # the same tensor: the attention then works out the bilinear taps once
-        table = keys
-        if mode == "lookahead":
-            future = torch.tensor([d > 0 for d in deltas], device=codes.device)
-            key_frame = torch.where(future[None, :], frame + t, frame)
-            alone = self.propagation(codes, mode="perframe")  # (B, T, S, h, w), the state of frame s alone
-            alone_keys = self.keys(fold(pooled), fold(descriptor), fold(alone))  # (B·T, Ck, h, w)
-            table = torch.cat([keys, rearrange(alone_keys, "(b t) c h w -> b t c h w", b=b)], dim=1)  # (B, 2T, Ck, h, w)
-        centres, others = [], []
-        for d, (delta, flow) in enumerate(zip(deltas, neighbour_flows(deltas, flows["to_prev"], to_next))):
-            others.append(codes[:, frame[:, d]])  # (B, T, S, h, w), the code of frame t + Δ
-            centre = self.temporal.centre(fold(codes), fold(others[-1]), fold(flow), delta)  # (B·T, 2, h, w)
-            centres.append(rearrange(centre, "(b t) c h w -> b t c h w", b=b))
-        centres = torch.stack(centres, dim=2)  # (B, T, D, 2, h, w)
-        cell_bias = None
-        if self.temporal.agreement is not None:
-            cell_bias = self.temporal.agreement(
-                fold(codes), torch.stack(others, dim=2).flatten(0, 1), centres.flatten(0, 1), deltas, present.repeat(b, 1)
-            )  # (B·T, D, heads, h, w)
-            cell_bias = rearrange(cell_bias, "(b t) d e h w -> b t d e h w", b=b)
-        return table, frame, key_frame, centres, present, cell_bias
 
     def _hr_guidance(self, frames: Tensor, hr_size: tuple[int, int]) -> Tensor:
         """HR guidance `(n, Cg, H, W)` of video frames `(n, 3, H0, W0)`."""

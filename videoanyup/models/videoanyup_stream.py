@@ -10,7 +10,10 @@ clip and has no stream. The default mode is the model's if it is causal, else th
 weights were trained for (unidirectional, lookahead, perframe), so every trained model streams.
 
 With spatio-temporal attention (`temporal_window` > 0) the stream keeps a ring of the last frames' LR
-keys, features and flows (t − r … t + k), never the whole clip: its memory does not grow with T.
+keys, features and flows (t − r … t + k), never the whole clip: its memory does not grow with T. What it
+holds across frames is copied into buffers made with the first frames and reused (`SlotRing`; the HR guidance of
+frames t − 1 … t + k in k + 2 of them), so every frame allocates and frees the same temporaries and the peak
+memory stays flat in T.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.layers.guidance_encoder import resize_guidance
 from videoanyup.layers.window_attention import default_query_tile
+from videoanyup.models.stream_slots import SlotRing
 from videoanyup.validation import compute_dtype
 
 
@@ -106,6 +110,11 @@ class VideoAnyUpStream:
         self.last_guidance: Tensor | None = None
         self._steps: dict[tuple[int, int], Tensor] = {}
         self._grid_steps: dict[tuple[int, int], Tensor] = {}
+        # What the ring holds, in reused buffers: at most max(2k + 2, k + r) + 1 frames are held at once (r: reach).
+        self.held = SlotRing(2 * self.k + model.config.temporal_reach + 3)
+        # The HR guidance of frames t − 1 … t + k: frame t's buffer is reused when frame t + k + 2 is pushed, by
+        # when frame t + 1 has been emitted (`last_guidance` is its) and t is no look-ahead frame.
+        self.held_guidance = SlotRing(self.k + 2)
         self.hr_size: tuple[int, int] | None = None
         self.lr_shape: tuple[int, ...] | None = None
         self.deltas = model.neighbour_deltas(mode)
@@ -147,7 +156,11 @@ class VideoAnyUpStream:
                 f"{self.video_size}; got {tuple(feats.shape)} and {tuple(frame.shape[-2:])}"
             )
         record = _Frame(feats, *self._push(feats, frame))
-        self.frames[self.pushed] = record
+        t = self.pushed
+        for name in ("feats", "descriptor", "pooled", "code", "small", "alone_keys"):
+            setattr(record, name, self.held.hold(name, t, getattr(record, name)))
+        record.guidance = self.held_guidance.hold("guidance", t, record.guidance)
+        self.frames[t] = record
         self.pushed += 1
         ready = []
         while self.emitted + self.k < self.pushed:
@@ -185,13 +198,15 @@ class VideoAnyUpStream:
     def _grid_step(self, ref: int, supp: int) -> Tensor:
         """Flow between pushed frames `ref → supp` on the flow grid, `(B, 2, fh, fw)`, cached."""
         if (ref, supp) not in self._grid_steps:
-            self._grid_steps[(ref, supp)] = self.model.flow(self.frames[ref].small, self.frames[supp].small)
+            flow = self.model.flow(self.frames[ref].small, self.frames[supp].small)
+            self._grid_steps[(ref, supp)] = self.held.hold(("grid step", supp - ref), ref, flow)
         return self._grid_steps[(ref, supp)]
 
     def _lr_step(self, ref: int, supp: int) -> Tensor:
         """LR flow between pushed frames `ref → supp`, `(B, 2, h, w)`, cached."""
         if (ref, supp) not in self._steps:
-            self._steps[(ref, supp)] = resize_flow(self._grid_step(ref, supp), tuple(self.lr_shape[-2:]))
+            flow = resize_flow(self._grid_step(ref, supp), tuple(self.lr_shape[-2:]))
+            self._steps[(ref, supp)] = self.held.hold(("step", supp - ref), ref, flow)
         return self._steps[(ref, supp)]
 
     def _step_arguments(self, t: int, length: int | None) -> tuple:
@@ -223,6 +238,8 @@ class VideoAnyUpStream:
         """Propagate, attend and blend frame t; `length` is the clip length once known (flush)."""
         model, record = self.model, self.frames[t]
         out, state, to_prev, keys = self._step(*self._step_arguments(t, length))
+        kept = zip(("state", "to_prev", "keys"), (state, to_prev, keys))
+        state, to_prev, keys = (self.held.hold(kind, t, x) for kind, x in kept)
         if self.mode != "perframe":
             self.loop.record(state, to_prev)
         record.keys, record.to_prev = keys, to_prev

@@ -29,14 +29,11 @@ def clip_flows(model, small: Tensor, mode: str, lr_size: tuple[int, int]) -> dic
     b, t = small.shape[:2]
 
     def run(ref_index: list[int], supp_index: list[int]) -> Tensor:
-        ref = rearrange(small[:, ref_index], "b t c h w -> (b t) c h w")
-        supp = rearrange(small[:, supp_index], "b t c h w -> (b t) c h w")
-        return rearrange(model.flow(ref, supp), "(b t) c h w -> b t c h w", b=b)  # (B, T', 2, fh, fw)
+        flow = model.flow(fold(small[:, ref_index]), fold(small[:, supp_index]))
+        return rearrange(flow, "(b t) c h w -> b t c h w", b=b)  # (B, T', 2, fh, fw)
 
     def to_lr(flow: Tensor) -> Tensor:
-        return rearrange(
-            resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), lr_size), "(b t) c h w -> b t c h w", b=b
-        )
+        return rearrange(resize_flow(fold(flow), lr_size), "(b t) c h w -> b t c h w", b=b)
 
     result: dict[str, Tensor | None] = dict.fromkeys(
         ("to_prev", "to_next", "steps", "prev_on_flow_grid", "next_on_flow_grid")

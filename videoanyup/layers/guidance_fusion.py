@@ -19,16 +19,24 @@ combination of them. The network is 1×1 convolutions (the guidance encoder has 
 its context), so it runs in row bands when no gradient is recorded and its memory stays that of a band,
 whatever the output size.
 
+With `sharpness_prior` the fused queries also take, where a neighbour is much sharper than frame t, that
+neighbour's guidance aligned by fine flows (`videoanyup/layers/sharpness_prior.py`, no parameters).
+
 Which neighbours each mode reads: bidirectional and look-ahead t−1 and t+1, unidirectional t−1, per frame
 none (`GuidanceFusion.fuse_clip`, and the look-ahead stream, whose frame t+1 is pushed before t is out).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import flow_warp, resize_flow
+from videoanyup.layers.sharpness_prior import apply_sharpness_prior
+
+FineFlow = Callable[[], Tensor]  # () → (N, 2, H, W) fine flow t → s in HR pixels
 
 BAND_PIXELS = 1 << 16  # pixels per band when no gradient is recorded
 OUTPUT_SCALE = 4.0  # the gates' scale (their last layer starts at zero)
@@ -40,11 +48,13 @@ class GuidanceFusion(nn.Module):
     Args:
         channels: Cg of the guidance features.
         hidden: width of the fusion network.
+        sharpness_prior: add the parameter-free sharpness prior (`sharpness_prior.py`) to the fused queries.
     """
 
-    def __init__(self, channels: int, *, hidden: int = 32) -> None:
+    def __init__(self, channels: int, *, hidden: int = 32, sharpness_prior: bool = False) -> None:
         super().__init__()
         self.channels = channels
+        self.sharpness_prior = sharpness_prior
         self.net = nn.Sequential(
             nn.Conv2d(5 * channels, hidden, 1),
             nn.LeakyReLU(0.1),
@@ -69,6 +79,9 @@ class GuidanceFusion(nn.Module):
         to_previous: Tensor | None = None,
         following: Tensor | None = None,
         to_following: Tensor | None = None,
+        *,
+        window: int = 3,
+        fine: tuple[FineFlow | None, FineFlow | None] = (None, None),
     ) -> Tensor:
         """Fuse.
 
@@ -77,6 +90,9 @@ class GuidanceFusion(nn.Module):
             previous, following: `(N, Cg, H, W)` raw (not fused) HR guidance of frames t − 1 and t + 1, or None
                 where that neighbour is not read.
             to_previous, to_following: `(N, 2, H, W)` flows t → t−1 and t → t+1 in HR pixels (with their frames).
+            window: the sharpness prior's energy window (`energy_window`); unused without the prior.
+            fine: callables giving the fine flows t → t−1 and t → t+1 `(N, 2, H, W)` for the sharpness prior,
+                called only where it takes from that neighbour (None: the grid flows above stand in).
         Returns:
             `(N, Cg, H, W)`; a new tensor (the inputs are not changed).
         """
@@ -93,13 +109,22 @@ class GuidanceFusion(nn.Module):
             warped.append(flow_warp(other, flow.to(other.dtype), padding_mode="border"))  # (N, Cg, H, W)
         before, after = warped
         if torch.is_grad_enabled():
-            return self.fuse(guidance, before, after)
-        out = torch.empty_like(guidance)
-        rows = max(1, BAND_PIXELS // guidance.shape[-1])
-        for r0 in range(0, guidance.shape[-2], rows):  # every pixel alone: the bands equal the whole
-            band = slice(r0, r0 + rows)
-            out[..., band, :] = self.fuse(guidance[..., band, :], before[..., band, :], after[..., band, :])
-        return out
+            out = self.fuse(guidance, before, after)
+        else:
+            out = torch.empty_like(guidance)
+            rows = max(1, BAND_PIXELS // guidance.shape[-1])
+            for r0 in range(0, guidance.shape[-2], rows):  # every pixel alone: the bands equal the whole
+                band = slice(r0, r0 + rows)
+                out[..., band, :] = self.fuse(guidance[..., band, :], before[..., band, :], after[..., band, :])
+        if not self.sharpness_prior:
+            return out
+        sides = []
+        for other, flow, fine_flow in ((previous, to_previous, fine[0]), (following, to_following, fine[1])):
+            if other is None:
+                sides.append(None)
+            else:
+                sides.append((other, flow, fine_flow if fine_flow is not None else (lambda flow=flow: flow)))
+        return apply_sharpness_prior(out, guidance, window, sides)
 
     def fuse_clip(
         self,
@@ -109,6 +134,9 @@ class GuidanceFusion(nn.Module):
         to_prev: Tensor,
         to_next: Tensor | None,
         t0: int,
+        *,
+        window: int = 3,
+        fine_flow: Callable[[int, int], Tensor] | None = None,
     ) -> Tensor:
         """The queries' guidance of frames `t0, t0+1, …` of one clip (a chunk of it), each fused with its
         neighbours': t−1, and t+1 where `to_next` is given.
@@ -119,6 +147,8 @@ class GuidanceFusion(nn.Module):
                 the clip, or not read).
             to_prev, to_next: `(T − 1, 2, fh, fw)` the clip's flows t→t−1 (from t = 1) and t→t+1 (to
                 t = T − 2) on the flow grid (`to_next` None: t+1 is not read in this mode).
+            window: the sharpness prior's energy window; fine_flow: `(j, s)` → the fine flow j → s `(1, 2, H, W)`
+                between clip frames, for the sharpness prior (None: the grid flows stand in).
         Returns:
             `(n, Cg, H, W)`, a new tensor.
         """
@@ -142,6 +172,10 @@ class GuidanceFusion(nn.Module):
                     None if before is None else resize_flow(to_prev[j - 1 : j], hr_size),  # (1, 2, H, W), f_{j→j−1}
                     after,
                     None if after is None else resize_flow(to_next[j : j + 1], hr_size),  # f_{j→j+1}
+                    window=window,
+                    fine=(None, None) if fine_flow is None else (
+                        lambda j=j: fine_flow(j, j - 1), lambda j=j: fine_flow(j, j + 1)
+                    ),
                 )
             if record:
                 frames.append(fused)

@@ -6,7 +6,8 @@ resolution; a hidden state propagated over the LR grid (bidirectional, unidirect
 frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
 with `temporal_window` > 0, the same attention also reads a small window in each neighbouring frame,
 centred where the flow carries the cell (spatio-temporal convex attention, `TemporalCandidates`);
-optionally the queries' HR guidance fused with the guidance of frames t±1 warped to t (`GuidanceFusion`);
+optionally the queries' HR guidance fused with the guidance of frames t±1 warped to t (`GuidanceFusion`),
+which may take a much sharper neighbour's guidance outright (the parameter-free sharpness prior);
 optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
 combination of input feature vectors (of several frames), so the output lives in the input's feature
 space whatever C is.
@@ -18,6 +19,7 @@ HR features do not fit in memory.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Sequence
 
 import torch
@@ -25,11 +27,13 @@ from einops import rearrange
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
+from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
 from videoanyup.layers.guidance_fusion import GuidanceFusion
 from videoanyup.layers.residual import ResidualStack
+from videoanyup.layers.sharpness_prior import FINE_PIXELS, energy_window
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.temporal_candidates import TemporalCandidates, neighbour_deltas
@@ -106,8 +110,12 @@ class VideoAnyUp(ConfiguredNetwork):
             if config.temporal_window
             else None
         )
+        if config.temporal_sharpness_prior and not config.temporal_guidance:
+            raise ValueError("temporal_sharpness_prior=True needs temporal_guidance=True (the prior adds to its fusion)")
         self.fusion = (
-            GuidanceFusion(g, hidden=config.temporal_guidance_hidden) if config.temporal_guidance else None
+            GuidanceFusion(g, hidden=config.temporal_guidance_hidden, sharpness_prior=config.temporal_sharpness_prior)
+            if config.temporal_guidance
+            else None
         )
 
     def neighbour_deltas(self, mode: str) -> tuple[int, ...]:
@@ -160,6 +168,18 @@ class VideoAnyUp(ConfiguredNetwork):
         """SPyNet flow ref → supp on flow-grid frames `(N, 3, fh, fw)` → `(N, 2, fh, fw)`."""
         dtype = self.spynet.mean.dtype
         return self.spynet(ref.to(dtype), supp.to(dtype))
+
+    def fine_size(self, hr_size: tuple[int, int], video_size: tuple[int, int]) -> tuple[int, int]:
+        """Where the sharpness prior's SPyNet runs: the HR size, at most the video's and `FINE_PIXELS`."""
+        fh, fw = min(hr_size[0], video_size[0]), min(hr_size[1], video_size[1])
+        shrink = min(1.0, math.sqrt(FINE_PIXELS / (fh * fw)))
+        return max(1, round(fh * shrink)), max(1, round(fw * shrink))
+
+    def fine_flow(self, ref: Tensor, supp: Tensor, hr_size: tuple[int, int]) -> Tensor:
+        """SPyNet flow ref → supp on video frames `(N, 3, H0, W0)` at `fine_size` → `(N, 2, H, W)` in HR pixels
+        (the sharpness prior's alignment)."""
+        fine = self.fine_size(hr_size, tuple(ref.shape[-2:]))
+        return resize_flow(self.flow(resize_guidance(ref, fine), resize_guidance(supp, fine)), hr_size)
 
     def keys(self, pooled: Tensor, descriptor: Tensor, state: Tensor) -> Tensor:
         """LR key features: `[pooled guidance ‖ descriptor ‖ state]` → `(N, key_channels, h, w)`."""
@@ -326,6 +346,8 @@ class VideoAnyUp(ConfiguredNetwork):
                     queries = self.fusion.fuse_clip(
                         guidance, previous_guidance[i], following, grid_flows[i],
                         None if next_grid_flows is None else next_grid_flows[i], t0,
+                        window=energy_window(hr_size, (h, w)),
+                        fine_flow=lambda j, s, i=i: self.fine_flow(video[i, j : j + 1], video[i, s : s + 1], hr_size),
                     )
                 result = self.attention(
                     queries, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,

@@ -52,6 +52,10 @@ class VideoAnyUpConfig:
     # blurred frame's queries borrow the edges its neighbours saw (t−1 only in unidirectional mode).
     temporal_guidance: bool = False
     temporal_guidance_hidden: int = 32
+    # With `temporal_guidance`: where a neighbour's guidance has far more edge energy than frame t's (a blurred
+    # or flat-filled frame), the queries take the neighbour's, aligned by fine flows (`sharpness_prior.py`; no
+    # parameters, so it can be switched on for weights trained without it).
+    temporal_sharpness_prior: bool = False
 
 
 CONFIGS = {
@@ -67,10 +71,11 @@ CONFIGS = {
     "temporal_agreement": VideoAnyUpConfig(
         temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
     ),
-    # temporal_agreement plus the queries' guidance fused with the warped guidance of frames t±1.
+    # temporal_agreement plus the queries' guidance fused with the warped guidance of frames t±1, and the
+    # sharpness prior (the bundled `default` weights' configuration).
     "temporal_guidance": VideoAnyUpConfig(
         temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True,
-        temporal_guidance=True,
+        temporal_guidance=True, temporal_sharpness_prior=True,
     ),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(

@@ -29,6 +29,7 @@ from videoanyup.functional.temporal import mirrored_index
 from videoanyup.functional.warp import compose_flows, resize_flow
 from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.layers.guidance_encoder import resize_guidance
+from videoanyup.layers.sharpness_prior import energy_window
 from videoanyup.layers.window_attention import default_query_tile
 from videoanyup.models.stream_slots import SlotRing
 from videoanyup.validation import compute_dtype
@@ -45,6 +46,7 @@ class _Frame:
     small: Tensor  # (B, 3, fh, fw) frame on the flow grid
     guidance: Tensor | None  # (B, Cg, H, W), dropped once the frame is out
     alone_keys: Tensor | None  # (B, Ck, h, w) keys from the frame's own state (look-ahead neighbours)
+    fine: Tensor | None  # (B, 3, H', W') frame at the sharpness prior's flow size (None without the prior)
     keys: Tensor | None = None  # (B, Ck, h, w) keys, once the frame is out
     to_prev: Tensor | None = None  # (B, 2, h, w) LR flow f_{t→t−1}, once the frame is out
 
@@ -157,7 +159,7 @@ class VideoAnyUpStream:
             )
         record = _Frame(feats, *self._push(feats, frame))
         t = self.pushed
-        for name in ("feats", "descriptor", "pooled", "code", "small", "alone_keys"):
+        for name in ("feats", "descriptor", "pooled", "code", "small", "alone_keys", "fine"):
             setattr(record, name, self.held.hold(name, t, getattr(record, name)))
         record.guidance = self.held_guidance.hold("guidance", t, record.guidance)
         self.frames[t] = record
@@ -174,8 +176,9 @@ class VideoAnyUpStream:
             feats: `(B, C, h, w)`; frame: `(B, 3, H0, W0)`.
         Returns:
             descriptor `(B, M, h, w)`, pooled guidance `(B, Cg, h, w)`, code `(B, S, h, w)`, the frame on the
-            flow grid `(B, 3, fh, fw)`, HR guidance `(B, Cg, H, W)`, and in look-ahead mode with future
-            neighbours the keys of the frame's own state `(B, Ck, h, w)` (else None).
+            flow grid `(B, 3, fh, fw)`, HR guidance `(B, Cg, H, W)`, in look-ahead mode with future
+            neighbours the keys of the frame's own state `(B, Ck, h, w)` (else None), and with the sharpness
+            prior the frame at its flow size `(B, 3, H', W')` (else None).
         """
         model = self.model
         descriptor, pooled, guidance = model.describe(feats, frame, self.hr_size)
@@ -185,7 +188,10 @@ class VideoAnyUpStream:
         if self.mode == "lookahead" and any(d > 0 for d in self.deltas):
             alone = model.propagation.forward_step(code, None, [], [])  # the frame's state on its own
             alone_keys = model.keys(pooled, descriptor, alone)
-        return descriptor, pooled, code, small, guidance, alone_keys
+        fine = None
+        if model.fusion is not None and model.fusion.sharpness_prior and self.mode != "perframe":
+            fine = resize_guidance(frame, model.fine_size(self.hr_size, self.video_size))
+        return descriptor, pooled, code, small, guidance, alone_keys, fine
 
     @torch.inference_mode()
     def flush(self) -> list[Tensor]:
@@ -226,12 +232,14 @@ class VideoAnyUpStream:
                 steps = [self._lr_step(a, b) for a, b in zip(index[:-1], index[1:])]
         states = [] if self.mode == "perframe" else list(self.loop.states)
         last = (None, None) if self.mode == "perframe" else (self.last_output, self.last_guidance)
-        following = (None, None)  # frame t+1's guidance and f_{t→t+1} on the flow grid, for the guidance fusion
+        # frame t+1's guidance, f_{t→t+1} on the flow grid and its fine frame, for the guidance fusion
+        following = (None, None, None)
         if self.mode == "lookahead" and self.model.fusion is not None and t + 1 < self.pushed:
-            following = (self.frames[t + 1].guidance, self._grid_step(t, t + 1))
+            following = (self.frames[t + 1].guidance, self._grid_step(t, t + 1), self.frames[t + 1].fine)
+        fines = (record.fine, self.frames[t - 1].fine if prev_small is not None else None)
         return (
             record.feats, record.descriptor, record.pooled, record.code, record.small, record.guidance,
-            prev_small, futures, steps, states, self.loop.flow, self._neighbour_inputs(t), *last, *following,
+            prev_small, futures, steps, states, self.loop.flow, self._neighbour_inputs(t), *last, *following, *fines,
         )
 
     def _emit(self, t: int, length: int | None) -> Tensor:
@@ -272,6 +280,9 @@ class VideoAnyUpStream:
         last_guidance: Tensor | None,
         next_guidance: Tensor | None,
         next_grid_flow: Tensor | None,
+        next_fine: Tensor | None,
+        fine: Tensor | None,
+        prev_fine: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """One emitted frame's work, tensor operations only (what `compile=True` compiles).
 
@@ -285,6 +296,8 @@ class VideoAnyUpStream:
                 the blend and the guidance fusion (None: first frame or perframe).
             next_guidance, next_grid_flow: frame t + 1's guidance and f_{t→t+1} `(B, 2, fh, fw)` for the guidance
                 fusion (look-ahead mode with the fusion, t + 1 pushed; else None).
+            next_fine, fine, prev_fine: frames t + 1, t and t − 1 at the sharpness prior's flow size (None without
+                the prior, or where that frame is not read).
         Returns:
             the output `(B, C, H, W)`, the state `(B, S, h, w)`, f_{t→t−1} `(B, 2, h, w)` (or None) and the keys
             `(B, Ck, h, w)` of frame t.
@@ -306,12 +319,17 @@ class VideoAnyUpStream:
             candidates = self._candidates(feats, keys, code, to_prev, *neighbours)
         queries = guidance
         if model.fusion is not None and (last_guidance is not None or next_guidance is not None):
+            def fine_flow(other: Tensor | None):  # the sharpness prior's fine flow t → other, called if needed
+                return None if other is None or fine is None else lambda: resize_flow(model.flow(fine, other), self.hr_size)
+
             queries = model.fusion(
                 guidance,
                 last_guidance,
                 None if last_guidance is None else resize_flow(grid_flow, self.hr_size),
                 next_guidance,
                 None if next_guidance is None else resize_flow(next_grid_flow, self.hr_size),
+                window=energy_window(self.hr_size, tuple(feats.shape[-2:])),
+                fine=(fine_flow(prev_fine), fine_flow(next_fine)),
             )
         out = feats.new_empty(*feats.shape[:2], *self.hr_size)
         model.attention(queries, keys, feats, query_tile=self.query_tile, out=out, plan=self.plan, neighbours=candidates)

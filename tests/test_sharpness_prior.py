@@ -62,10 +62,11 @@ def test_energy_in_bands_equals_the_whole(monkeypatch):
         assert torch.allclose(edge_energy(guidance, 5), whole, atol=1e-6)
 
 
-def test_energy_window_is_one_lr_cell_odd():
-    assert energy_window((224, 392), (16, 28)) == 15  # 14-pixel cells
-    assert energy_window((32, 32), (16, 16)) == 3  # at least 3
-    assert energy_window((100, 100), (10, 10)) == 11
+def test_energy_window_is_two_lr_cells_odd():
+    assert energy_window((224, 392), (16, 28)) == 29  # 14-pixel cells
+    assert energy_window((32, 32), (16, 16)) == 5
+    assert energy_window((12, 12), (12, 12)) == 3  # at least 3
+    assert energy_window((100, 100), (10, 10)) == 21
 
 
 def test_neighbours_as_sharp_as_frame_t_leave_the_queries_alone_and_compute_no_fine_flow():
@@ -99,6 +100,25 @@ def test_a_flat_frame_takes_its_sharper_neighbours_guidance_aligned_by_the_fine_
     two = apply_sharpness_prior(flat, flat, 3, [(previous, grid, lambda: fine), (following, grid, lambda: fine)])
     expected = 0.5 * (flow_warp(previous, fine, padding_mode="border") + flow_warp(following, fine, padding_mode="border"))
     assert torch.allclose(two, expected, atol=1e-5)
+
+
+def test_a_small_flat_patch_takes_its_neighbour_placed_by_the_grid_flow():
+    """π > 0 on less than FINE_AREA of the frame: no fine flow is computed, the grid flow places the neighbour."""
+    g = torch.Generator().manual_seed(4)
+    guidance, neighbour = torch.randn(1, 4, 64, 64, generator=g), torch.randn(1, 4, 64, 64, generator=g)
+    guidance[..., 30:34, 30:34] = 0.0  # a flat 4 × 4 patch
+    grid = 0.5 * torch.randn(1, 2, 64, 64, generator=g)
+
+    def never():
+        raise AssertionError("the fine flow was computed for a small patch")
+
+    out = apply_sharpness_prior(guidance, guidance, 3, [(neighbour, grid, never)])
+    changed = (out - guidance).abs().amax(dim=1)[0] > 0  # (64, 64)
+    assert changed[31, 31] and 0 < changed.float().mean() < sharpness_prior.FINE_AREA
+    assert not changed[:20].any()  # textured like its neighbour: left alone
+    (weight,) = sharper_weights(edge_energy(guidance, 3), [flow_warp(edge_energy(neighbour, 3), grid, padding_mode="border")])
+    expected = guidance + weight * (flow_warp(neighbour, grid, padding_mode="border") - guidance)
+    assert torch.allclose(out, expected, atol=1e-6)
 
 
 # -- in the model ---------------------------------------------------------------------------------------------
@@ -207,6 +227,42 @@ def test_fine_flows_run_at_the_output_size_capped_by_the_video_and_a_pixel_budge
     assert h * w <= sharpness_prior.FINE_PIXELS * 1.01 and math.isclose(h / w, 2.0, rel_tol=0.01)
 
 
+def test_the_prior_runs_in_eval_mode_only():
+    """Nothing to learn: in train mode (training) the fusion is the learned one alone, as the weights were trained."""
+    net = prior_net(seed=5)
+    plain = without_prior(net)
+    feats, video = flat_clip(seed=5)
+    net.train(), plain.train()
+    assert torch.equal(queries(net, feats, video, "bidirectional"), queries(plain, feats, video, "bidirectional"))
+    net.eval(), plain.eval()
+    assert not torch.equal(queries(net, feats, video, "bidirectional"), queries(plain, feats, video, "bidirectional"))
+
+
 def test_the_prior_without_the_fusion_is_refused():
     with pytest.raises(ValueError, match=r"temporal_sharpness_prior=True needs temporal_guidance=True"):
         VideoAnyUp.from_config("tiny", temporal_window=3, temporal_sharpness_prior=True)
+
+
+# The bundled "default" weights with the prior on (stop 21) on a clip whose frame 2 is flat grey: (sum, sum of
+# |x|, a ramp-weighted sum) of the output when the prior was shipped. Without the prior frame 2's output differs by
+# up to 0.5 (bidirectional, look-ahead) and 0.97 (unidirectional).
+BUNDLED_FLAT_FRAME = {
+    "bidirectional": (1676.264892578125, 11425.1181640625, 134.14306640625),
+    "lookahead": (1665.178955078125, 11476.30859375, 150.36859130859375),
+    "unidirectional": (2248.02392578125, 13162.2421875, -393.42779541015625),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(BUNDLED_FLAT_FRAME))
+def test_bundled_weights_with_the_prior_give_the_output_they_gave_before(mode):
+    model = VideoAnyUp.from_pretrained("default").eval()
+    assert model.fusion is not None and model.fusion.prior_active
+    g = torch.Generator().manual_seed(21)
+    feats = torch.randn(1, 5, 6, 4, 5, generator=g)
+    video = torch.rand(1, 5, 3, 40, 50, generator=g)
+    video[:, 2] = 0.5
+    out = run(model, feats, video, mode=mode)
+    ramp = torch.linspace(-1, 1, out.numel()).view_as(out)
+    got = (out.sum().item(), out.abs().sum().item(), (out * ramp).sum().item())
+    for value, expected in zip(got, BUNDLED_FLAT_FRAME[mode]):
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-3)

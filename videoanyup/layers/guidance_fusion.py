@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import flow_warp, resize_flow
-from videoanyup.layers.sharpness_prior import apply_sharpness_prior
+from videoanyup.layers.sharpness_prior import apply_sharpness_prior, edge_energy
 
 FineFlow = Callable[[], Tensor]  # () → (N, 2, H, W) fine flow t → s in HR pixels
 
@@ -48,7 +48,8 @@ class GuidanceFusion(nn.Module):
     Args:
         channels: Cg of the guidance features.
         hidden: width of the fusion network.
-        sharpness_prior: add the parameter-free sharpness prior (`sharpness_prior.py`) to the fused queries.
+        sharpness_prior: add the parameter-free sharpness prior (`sharpness_prior.py`) to the fused queries
+            (in eval mode; see `prior_active`).
     """
 
     def __init__(self, channels: int, *, hidden: int = 32, sharpness_prior: bool = False) -> None:
@@ -64,6 +65,12 @@ class GuidanceFusion(nn.Module):
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+
+    @property
+    def prior_active(self) -> bool:
+        """The sharpness prior runs in eval mode only: it has nothing to learn, and training (train mode) sees
+        the learned fusion alone, as the bundled weights were trained."""
+        return self.sharpness_prior and not self.training
 
     def fuse(self, guidance: Tensor, before: Tensor, after: Tensor) -> Tensor:
         """`(N, Cg, h, w)` guidance of t and warped guidance of t−1, t+1 → `(N, Cg, h, w)` fused guidance."""
@@ -82,6 +89,7 @@ class GuidanceFusion(nn.Module):
         *,
         window: int = 3,
         fine: tuple[FineFlow | None, FineFlow | None] = (None, None),
+        energies: tuple[Tensor | None, Tensor | None, Tensor | None] | None = None,
     ) -> Tensor:
         """Fuse.
 
@@ -93,6 +101,8 @@ class GuidanceFusion(nn.Module):
             window: the sharpness prior's energy window (`energy_window`); unused without the prior.
             fine: callables giving the fine flows t → t−1 and t → t+1 `(N, 2, H, W)` for the sharpness prior,
                 called only where it takes from that neighbour (None: the grid flows above stand in).
+            energies: the prior's `edge_energy` of frames t, t − 1 and t + 1 `(N, 1, H, W)` where known
+                (None: computed).
         Returns:
             `(N, Cg, H, W)`; a new tensor (the inputs are not changed).
         """
@@ -116,7 +126,7 @@ class GuidanceFusion(nn.Module):
             for r0 in range(0, guidance.shape[-2], rows):  # every pixel alone: the bands equal the whole
                 band = slice(r0, r0 + rows)
                 out[..., band, :] = self.fuse(guidance[..., band, :], before[..., band, :], after[..., band, :])
-        if not self.sharpness_prior:
+        if not self.prior_active:
             return out
         sides = []
         for other, flow, fine_flow in ((previous, to_previous, fine[0]), (following, to_following, fine[1])):
@@ -124,7 +134,7 @@ class GuidanceFusion(nn.Module):
                 sides.append(None)
             else:
                 sides.append((other, flow, fine_flow if fine_flow is not None else (lambda flow=flow: flow)))
-        return apply_sharpness_prior(out, guidance, window, sides)
+        return apply_sharpness_prior(out, guidance, window, sides, None if energies is None else list(energies))
 
     def fuse_clip(
         self,
@@ -157,6 +167,15 @@ class GuidanceFusion(nn.Module):
         record = torch.is_grad_enabled()
         frames = [] if record else None
         out = None if record else torch.empty_like(guidance)
+        energy = {}  # the prior's edge energy per frame of the chunk (k = −1, n: the frames around it), once each
+
+        def energy_of(k: int, frame: Tensor | None) -> Tensor | None:
+            if not self.prior_active or frame is None:
+                return None
+            if k not in energy:
+                energy[k] = edge_energy(frame, window)
+            return energy[k]
+
         for k in range(n):
             j = t0 + k
             before = (guidance[k - 1 : k] if k > 0 else previous) if j > 0 else None
@@ -176,7 +195,9 @@ class GuidanceFusion(nn.Module):
                     fine=(None, None) if fine_flow is None else (
                         lambda j=j: fine_flow(j, j - 1), lambda j=j: fine_flow(j, j + 1)
                     ),
+                    energies=(energy_of(k, guidance[k : k + 1]), energy_of(k - 1, before), energy_of(k + 1, after)),
                 )
+                energy.pop(k - 1, None)  # read by no later frame
             if record:
                 frames.append(fused)
             else:

@@ -54,7 +54,8 @@ class VideoAnyUpConfig:
     temporal_guidance_hidden: int = 32
     # With `temporal_guidance`: where a neighbour's guidance has far more edge energy than frame t's (a blurred
     # or flat-filled frame), the queries take the neighbour's, aligned by fine flows (`sharpness_prior.py`; no
-    # parameters, so it can be switched on for weights trained without it).
+    # parameters, so it can be switched on for weights trained without it; it runs in eval mode only, so training
+    # sees the learned fusion alone).
     temporal_sharpness_prior: bool = False
 
 

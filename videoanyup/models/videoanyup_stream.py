@@ -189,7 +189,7 @@ class VideoAnyUpStream:
             alone = model.propagation.forward_step(code, None, [], [])  # the frame's state on its own
             alone_keys = model.keys(pooled, descriptor, alone)
         fine = None
-        if model.fusion is not None and model.fusion.sharpness_prior and self.mode != "perframe":
+        if model.fusion is not None and model.fusion.prior_active and self.mode != "perframe":
             fine = resize_guidance(frame, model.fine_size(self.hr_size, self.video_size))
         return descriptor, pooled, code, small, guidance, alone_keys, fine
 

@@ -71,8 +71,9 @@ def edge_energy(guidance: Tensor, window: int) -> Tensor:
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             raw[..., r0:r1, :] = _gradient_magnitude(guidance[..., r0 : min(h, r1 + 1), :])[..., : r1 - r0, :]
-    half = window // 2
-    return F.avg_pool2d(F.pad(raw, (half, half, half, half), mode="replicate"), window, stride=1)
+    half = window // 2  # the box filter as two 1-D passes: 2w instead of w² reads a pixel
+    rows = F.avg_pool2d(F.pad(raw, (0, 0, half, half), mode="replicate"), (window, 1), stride=1)
+    return F.avg_pool2d(F.pad(rows, (half, half, 0, 0), mode="replicate"), (1, window), stride=1)
 
 
 def _gradient_magnitude(g: Tensor) -> Tensor:

@@ -65,3 +65,23 @@ def write_synthetic_clip(path, *, frames: int = 8, height: int = 48, width: int 
 def synthetic_clip():
     """`write_synthetic_clip(path, frames=…, height=…, width=…, image=…, step=…)` (see conftest)."""
     return write_synthetic_clip
+
+
+def attention_queries(net, feats, video, mode):
+    """The guidance a VideoAnyUp's attention receives as its queries, `(T, Cg, H, W)` (one clip, one chunk, no
+    gradients)."""
+    captured = []
+    original = net.attention.forward
+
+    def spy(guidance, *args, **options):
+        captured.append(guidance.clone())
+        return original(guidance, *args, **options)
+
+    net.attention.forward = spy
+    try:
+        with torch.no_grad():
+            net(feats, video, mode=mode)
+    finally:
+        del net.attention.forward
+    (guidance,) = captured
+    return guidance

@@ -17,6 +17,8 @@ from videoanyup.layers import guidance_fusion
 from videoanyup.layers.guidance_fusion import GuidanceFusion
 from videoanyup.models.videoanyup import VideoAnyUp
 
+from conftest import attention_queries as queries  # noqa: E402
+
 
 def maps(n=2, c=4, h=6, w=7, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -116,24 +118,6 @@ def test_the_fusion_changes_the_frames_with_a_neighbour_and_never_per_frame():
     assert (fused[:, 1:] - unfused[:, 1:]).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-3
     fused, unfused = run(net, feats, video, mode="bidirectional"), run(plain, feats, video, mode="bidirectional")
     assert (fused - unfused).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-3  # frame 0 reads frame 1
-
-
-def queries(net, feats, video, mode):
-    """The guidance the attention receives as its queries, `(T, Cg, H, W)` (one clip, one chunk)."""
-    captured = []
-    original = net.attention.forward
-
-    def spy(guidance, *args, **options):
-        captured.append(guidance.clone())
-        return original(guidance, *args, **options)
-
-    net.attention.forward = spy
-    try:
-        run(net, feats, video, mode=mode)
-    finally:
-        del net.attention.forward
-    (guidance,) = captured
-    return guidance
 
 
 def test_the_queries_of_frame_t_see_frame_t_minus_1_and_never_a_later_frame():

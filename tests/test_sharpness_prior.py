@@ -24,6 +24,8 @@ from videoanyup.layers.sharpness_prior import (
 )
 from videoanyup.models.videoanyup import VideoAnyUp
 
+from conftest import attention_queries as queries  # noqa: E402
+
 
 def constant(value, shape=(1, 1, 3, 4)):
     return torch.full(shape, float(value))
@@ -149,24 +151,6 @@ def flat_clip(t=5, flat=2, seed=0, b=1):
 def run(model, feats, video, **options):
     with torch.no_grad():
         return model(feats, video, **options)
-
-
-def queries(net, feats, video, mode):
-    """The guidance the attention receives as its queries, `(T, Cg, H, W)` (one clip, one chunk)."""
-    captured = []
-    original = net.attention.forward
-
-    def spy(guidance, *args, **options):
-        captured.append(guidance.clone())
-        return original(guidance, *args, **options)
-
-    net.attention.forward = spy
-    try:
-        run(net, feats, video, mode=mode)
-    finally:
-        del net.attention.forward
-    (guidance,) = captured
-    return guidance
 
 
 def test_the_prior_gives_the_flat_frame_its_neighbours_queries_and_never_per_frame():

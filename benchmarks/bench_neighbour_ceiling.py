@@ -16,10 +16,13 @@ of the cosine to the target on its grid 2g (twice the LR grid), so every row is 
   also of each neighbour t±1, t±2 at the point the fine flow carries the target cell to (`multi`), each
   neighbour sample placed at its true sub-cell offset. `mix_*`: 0.8 · perframe + 0.2 · kr (a convex mix;
   `mix_single` is the control: what the smoothing alone gives).
-- `dense_ideal` / `lr_centred`: the ideal multi-frame case. The backbone on frame t itself shifted by half a
-  patch in x, y and both (4 grids interleaved into one with stride p/2), bilinearly interpolated with exact
-  sample centres; `lr_centred` the same interpolation of the one LR grid. The difference is what perfectly
-  aligned, half-cell-shifted neighbours with unchanged content would give at the bilinear level.
+- `dense_ideal` / `dense_net`: the ideal multi-frame case. The backbone on frame t itself shifted by ∓ a quarter
+  patch in x and y (4 grids interleaved into one with stride p/2, centred on the target's cells): what perfectly
+  aligned neighbours moved by half a patch, with unchanged content, would give. `dense_ideal` upsamples it
+  bilinearly (compare `bilinear`), `dense_net` feeds it to the network per frame as a grid twice as fine
+  (compare `perframe`): what such neighbours could be worth through this network, untrained for it.
+- `kr_net_single` / `kr_net_multi`: the real counterpart of `dense_net`: the kernel regression at the target's
+  cells (σ = 0.3 cell), of frame t alone or with t±1, t±2, fed to the network per frame as a grid twice as fine.
 - `subcell_1` / `subcell_2`: the fraction of pixels whose fine flow to t±1 (t±2) moves them by more than a
   quarter cell from a whole number of cells in x or y (the pixels on which a neighbour samples anew).
 
@@ -43,10 +46,11 @@ DEFAULT_JSON = Path(__file__).parent / "results_issue16" / "bench_neighbour_ceil
 HELD_OUT = ("blackswan", "breakdance", "car-shadow", "dog")
 REACH = 2  # neighbours t±1, t±2, as the network's bidirectional mode
 SIGMA = 0.5  # kernel-regression width, LR cells
+GRID_SIGMA = 0.3  # the same, for the super-grids fed to the network (0.3 beat 0.5 on training sequences)
 MIX = 0.2  # weight of the kernel regression in the convex mix with the per-frame output
 ROWS = (
     "bilinear", "perframe", "bidirectional", "ensemble_perframe", "kr_single", "kr_multi", "mix_single", "mix_multi",
-    "lr_centred", "dense_ideal",
+    "dense_ideal", "dense_net", "kr_net_single", "kr_net_multi",
 )
 
 
@@ -82,34 +86,31 @@ def kernel_regression(samples: list[tuple[Tensor, Tensor, Tensor]], patch: int, 
     return total / torch.as_tensor(weight).clamp_min(1e-8)
 
 
-def half_patch_grids(backbone, frame: Tensor) -> Tensor:
-    """The backbone on `frame (3, H, W)` and on it shifted by p/2 in x, y, both: `(C, 2h, 2w)`, stride p/2.
+def shift_content(frame: Tensor, sx: int, sy: int) -> Tensor:
+    """`(..., H, W)` → the same size, pixel (x, y) showing pixel (x + sx, y + sy) (the border replicated)."""
+    h, w = frame.shape[-2:]
+    padded = F.pad(frame, (max(-sx, 0), max(sx, 0), max(-sy, 0), max(sy, 0)), mode="replicate")
+    return padded[..., max(sy, 0) : max(sy, 0) + h, max(sx, 0) : max(sx, 0) + w]
 
-    Dense cell m along an axis is centred at pixel m · p/2 − 0.5 (pixel centres at integers): the shifted grid's
-    cell i (content from pixel i·p − p/2, centre i·p − 0.5) goes to 2i, the unshifted grid's cell i (centre
-    i·p + (p − 1)/2) to 2i + 1. Needs an even patch size.
+
+def half_patch_grids(backbone, frames: Tensor) -> Tensor:
+    """The backbone on `frames (T, 3, H, W)` shifted by ∓p/4 in x and y (4 grids) interleaved: `(T, C, 2h, 2w)`.
+
+    The result lies on the fidelity target's grid 2g: its cell m (along an axis) shows the patch of pixels
+    [m·p/2 − p/4, m·p/2 + 3p/4), centred on target cell m (p/4 rounded towards −∞: half a pixel off for p = 14).
+    This is what perfectly aligned neighbours, each moved by half a patch and otherwise unchanged, would give.
     """
     p = backbone.patch_size
-    half = p // 2
-    size = frame.shape[-2:]
+    shifts = (-((p + 3) // 4), p // 2 - (p + 3) // 4)  # even cells, odd cells: (−1, 1) for p = 4, (−4, 3) for p = 14
     dense = None
-    for dy in (0, 1):
-        for dx in (0, 1):
-            shifted = F.pad(frame[None], (half * dx, 0, half * dy, 0), mode="replicate")[..., : size[0], : size[1]]
+    for iy, sy in enumerate(shifts):
+        for ix, sx in enumerate(shifts):
             with torch.inference_mode():
-                f = backbone.extract(shifted[None])[0, 0].float()  # (C, h, w)
+                f = backbone.extract(shift_content(frames, sx, sy)[None])[0].float()  # (T, C, h, w)
             if dense is None:
-                dense = f.new_zeros(f.shape[0], 2 * f.shape[1], 2 * f.shape[2])
-            dense[:, 1 - dy :: 2, 1 - dx :: 2] = f
+                dense = f.new_zeros(*f.shape[:2], 2 * f.shape[2], 2 * f.shape[3])
+            dense[:, :, iy::2, ix::2] = f
     return dense
-
-
-def centred_bilinear(grid: Tensor, first_centre: float, stride: float, points: Tensor) -> Tensor:
-    """Bilinear read of `grid (C, gh, gw)`, whose cell m is centred at pixel first_centre + m·stride, at `points`."""
-    gh, gw = grid.shape[-2:]
-    u = ((points[0] - first_centre) / stride).clamp(0, gw - 1) / max(gw - 1, 1) * 2 - 1
-    v = ((points[1] - first_centre) / stride).clamp(0, gh - 1) / max(gh - 1, 1) * 2 - 1
-    return F.grid_sample(grid[None], torch.stack((u, v), -1)[None], mode="bilinear", align_corners=True)[0]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -139,11 +140,16 @@ def run(args: argparse.Namespace) -> dict:
                 feats = backbone.extract(frames[None])[0].float()  # (T, C, h, w)
                 perframe = pool(model(feats[None], frames[None], mode="perframe")[0])
                 bidirectional = pool(model(feats[None], frames[None], mode="bidirectional")[0])
+                dense = half_patch_grids(backbone, frames)  # (T, C, 2h, 2w), on the target's grid
+                upsample = lambda x: pool(F.interpolate(x, size=size, mode="bilinear", align_corners=False))  # noqa: E731
+                dense_ideal = upsample(dense)
+                dense_net = pool(model(dense[None], frames[None], mode="perframe")[0])
                 flows = {  # fine flow t → s at the target cells, pixels: (2, 2h, 2w)
                     (t, s): pool(model.fine_flow(frames[t : t + 1], frames[s : s + 1], size))[0]
                     for t in range(T) for s in range(max(0, t - REACH), min(T, t + REACH + 1)) if s != t
                 }
             out = {k: [] for k in ROWS}
+            super_grids = {"single": [], "multi": []}  # (C, 2h, 2w) per frame, for the network
             moved = {1: [], 2: []}
             for t in range(T):
                 own = [(feats[t], centres, torch.ones(target_grid, dtype=torch.bool))]
@@ -161,8 +167,9 @@ def run(args: argparse.Namespace) -> dict:
                     moved[abs(s - t)].append(float((residual.amax(0) > 0.25).float().mean()))
                 kr_single = kernel_regression(own, p, SIGMA)
                 kr_multi = kernel_regression(own + neighbours, p, SIGMA)
-                dense = half_patch_grids(backbone, frames[t])
-                out["bilinear"].append(pool(F.interpolate(feats[t : t + 1], size=size, mode="bilinear", align_corners=False))[0])
+                super_grids["single"].append(kernel_regression(own, p, GRID_SIGMA))
+                super_grids["multi"].append(kernel_regression(own + neighbours, p, GRID_SIGMA))
+                out["bilinear"].append(upsample(feats[t : t + 1])[0])
                 out["perframe"].append(perframe[t])
                 out["bidirectional"].append(bidirectional[t])
                 out["ensemble_perframe"].append(sum(warped) / sum(weights))
@@ -170,8 +177,11 @@ def run(args: argparse.Namespace) -> dict:
                 out["kr_multi"].append(kr_multi)
                 out["mix_single"].append((1 - MIX) * perframe[t] + MIX * kr_single)
                 out["mix_multi"].append((1 - MIX) * perframe[t] + MIX * kr_multi)
-                out["lr_centred"].append(centred_bilinear(feats[t], (p - 1) / 2, p, centres))
-                out["dense_ideal"].append(centred_bilinear(dense, -0.5, p / 2, centres))
+                out["dense_ideal"].append(dense_ideal[t])
+                out["dense_net"].append(dense_net[t])
+            with torch.inference_mode():
+                for kind, grids in super_grids.items():
+                    out[f"kr_net_{kind}"] = list(pool(model(torch.stack(grids)[None], frames[None], mode="perframe")[0]))
             for k, v in out.items():
                 scores[k].append(float(cosine_map(torch.stack(v), reference).mean()))
             for d in (1, 2):
@@ -180,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
     mean = {k: sum(v) / len(v) for k, v in scores.items()}
     return dict(
         weights=str(args.weights), backbone=args.backbone, random_backbone=True, seeds=args.seeds, seqs=args.seqs,
-        frames=args.frames, reach=REACH, sigma_cells=SIGMA, mix=MIX, mean=mean, per_run=scores,
+        frames=args.frames, reach=REACH, sigma_cells=SIGMA, grid_sigma_cells=GRID_SIGMA, mix=MIX, mean=mean, per_run=scores,
         seconds=time.perf_counter() - start,
     )
 
@@ -192,7 +202,8 @@ def table(result: dict) -> str:
         lines.append(f"{k:20} {m[k]:9.4f} {m[k] - m['perframe']:+12.4f}")
     lines.append("-" * 43)
     lines.append(f"kr_multi − kr_single {m['kr_multi'] - m['kr_single']:+.4f}   mix_multi − mix_single {m['mix_multi'] - m['mix_single']:+.4f}")
-    lines.append(f"dense_ideal − lr_centred {m['dense_ideal'] - m['lr_centred']:+.4f}")
+    lines.append(f"dense_ideal − bilinear {m['dense_ideal'] - m['bilinear']:+.4f}   dense_net − perframe {m['dense_net'] - m['perframe']:+.4f}")
+    lines.append(f"kr_net_multi − kr_net_single {m['kr_net_multi'] - m['kr_net_single']:+.4f}")
     lines.append(f"pixels moved > ¼ cell off the grid: t±1 {m['subcell_1']:.2f}, t±2 {m['subcell_2']:.2f}")
     return "\n".join(lines)
 

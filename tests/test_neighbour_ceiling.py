@@ -23,26 +23,25 @@ class PatchMean:
         return pooled.reshape(b, t, *pooled.shape[1:])
 
 
-def test_half_patch_grids_interleave_at_half_patch_stride():
-    """Dense cell m covers pixels [m·p/2 − p/2, m·p/2 + p/2) (the left edge replicated), along each axis."""
-    frame = torch.rand(3, 8, 12)
-    dense = ceiling.half_patch_grids(PatchMean(), frame)  # (3, 4, 6)
-    assert dense.shape == (3, 4, 6)
-    padded = torch.nn.functional.pad(frame[None], (2, 0, 2, 0), mode="replicate")[0]  # pixel x at x + 2
+def test_half_patch_grids_sit_on_the_target_grid():
+    """Dense cell m covers pixels [m·p/2 − p/4, m·p/2 + 3p/4) along each axis (borders replicated): the patch
+    centred on cell m of the fidelity target's grid (twice as fine as the LR grid)."""
+    frames = torch.rand(2, 3, 8, 12)
+    dense = ceiling.half_patch_grids(PatchMean(), frames)  # (2, 3, 4, 6)
+    assert dense.shape == (2, 3, 4, 6)
+    padded = torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate")  # pixel x at x + 1
     for m in range(4):
         for n in range(6):
-            window = padded[:, 2 * m : 2 * m + 4, 2 * n : 2 * n + 4]  # pixels [2m − 2, 2m + 2) shifted by 2
-            assert torch.allclose(dense[:, m, n], window.mean((1, 2)), atol=1e-6), (m, n)
+            window = padded[..., 2 * m : 2 * m + 4, 2 * n : 2 * n + 4]  # pixels [2m − 1, 2m + 3) shifted by 1
+            assert torch.allclose(dense[..., m, n], window.mean((-2, -1)), atol=1e-6), (m, n)
+    centres = ceiling.cell_centres((4, 6), (8, 12))  # target cell m's centre: pixel 2m + 0.5, the window's middle
+    assert centres[0, 0, 1] == pytest.approx(2.5) and centres[1, 3, 0] == pytest.approx(6.5)
 
 
-def test_centred_bilinear_reads_a_cell_at_its_centre_and_halfway_between():
-    grid = torch.rand(5, 3, 4)
-    first, stride = 1.5, 4.0
-    points = torch.tensor([[[9.5, 9.5, 7.5]], [[1.5, 5.5, 3.5]]])  # (2, 1, 3): (x, y) of three points
-    out = ceiling.centred_bilinear(grid, first, stride, points)  # cell (i, j) centred at (1.5 + 4j, 1.5 + 4i)
-    assert torch.allclose(out[:, 0, 0], grid[:, 0, 2], atol=1e-6)
-    assert torch.allclose(out[:, 0, 1], grid[:, 1, 2], atol=1e-6)
-    assert torch.allclose(out[:, 0, 2], 0.25 * (grid[:, 0, 1] + grid[:, 0, 2] + grid[:, 1, 1] + grid[:, 1, 2]), atol=1e-6)
+def test_shift_content_moves_pixels_and_replicates_the_border():
+    frame = torch.arange(12.0).view(1, 3, 4)
+    assert torch.equal(ceiling.shift_content(frame, 1, 0)[0, 0], torch.tensor([1.0, 2.0, 3.0, 3.0]))
+    assert torch.equal(ceiling.shift_content(frame, -2, 1)[0, :, 0], torch.tensor([4.0, 8.0, 8.0]))
 
 
 def test_kernel_regression_is_convex_and_exact_at_cell_centres():

@@ -57,6 +57,17 @@ def degrade(frames: torch.Tensor, t: int, kind: str, sigma: float, box: tuple[in
     return out
 
 
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """The protocol's arguments shared by the held-out benchmarks: weights, clips, backbone seeds, frames."""
+    parser.add_argument("--weights", default="default", help="VideoAnyUp folder or bundled name (default: default)")
+    parser.add_argument("--davis", default=str(ROOT.parent / "shared" / "data" / "davis"), help="DAVIS root")
+    parser.add_argument("--seqs", type=lambda s: s.split(","), default=list(HELD_OUT))
+    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3])
+    parser.add_argument("--backbone", default="dinov2_vits14", help="built with random weights (offline)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--short-side", type=int, default=224, help="frames resized to this short side (default 224)")
+
+
 def run(args: argparse.Namespace) -> dict:
     from videoanyup.backbones import build_backbone
     from videoanyup.models.videoanyup import VideoAnyUp
@@ -142,13 +153,7 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="default", help="VideoAnyUp folder or bundled name (default: default)")
-    parser.add_argument("--davis", default=str(ROOT.parent / "shared" / "data" / "davis"), help="DAVIS root")
-    parser.add_argument("--seqs", type=lambda s: s.split(","), default=list(HELD_OUT))
-    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3])
-    parser.add_argument("--backbone", default="dinov2_vits14", help="built with random weights (offline)")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--short-side", type=int, default=224, help="frames resized to this short side (default 224)")
+    add_clip_arguments(parser)
     parser.add_argument("--frame", type=int, default=4, help="the degraded frame t (default 4 of 8)")
     parser.add_argument("--sigma", type=float, default=10.0, help="blur σ in pixels of the 224-short-side frame (≳ 10: see the docstring)")
     parser.add_argument("--box", type=float, default=0.4, help="grey box side as a fraction of the frame's sides")

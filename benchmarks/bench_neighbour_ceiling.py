@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_corrupted_frame import add_clip_arguments
+
 DEFAULT_JSON = Path(__file__).parent / "results_issue16" / "bench_neighbour_ceiling.json"
-HELD_OUT = ("blackswan", "breakdance", "car-shadow", "dog")
 REACH = 2  # neighbours t±1, t±2, as the network's bidirectional mode
 SIGMA = 0.5  # kernel-regression width, LR cells
 GRID_SIGMA = 0.3  # the same, for the super-grids fed to the network (0.3 beat 0.5 on training sequences)
@@ -210,13 +210,7 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="default", help="VideoAnyUp folder or bundled name (default: default)")
-    parser.add_argument("--davis", default=str(ROOT.parent / "shared" / "data" / "davis"), help="DAVIS root")
-    parser.add_argument("--seqs", type=lambda s: s.split(","), default=list(HELD_OUT))
-    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3])
-    parser.add_argument("--backbone", default="dinov2_vits14", help="built with random weights (offline)")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--short-side", type=int, default=224, help="frames resized to this short side (default 224)")
+    add_clip_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()

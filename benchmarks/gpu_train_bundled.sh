@@ -4,8 +4,8 @@
 # launches, so one training leaves most of the device idle), each a process of benchmarks/gpu_train_bundled.py:
 #   lite:       BasicAVSR lite, bidirectional (configs/avsr/lite_gpu.yaml, ~2.5 min), then all three modes
 #               (lite_gpu_modes.yaml, ~1 min); `videoanyup evaluate`'s protocol on the held-out clips, new and shipped.
-#   videoanyup: VideoAnyUp default (configs/upsampler/gpu_default.yaml, ~2.5 min), then the spatio-temporal
-#               CONFIGS["temporal_guidance"] (gpu_temporal.yaml, ~1.7 min), random backbones; VOS probe (fidelity, temporal
+#   videoanyup: VideoAnyUp default (configs/upsampler/gpu_single_frame.yaml, ~2.5 min), then the spatio-temporal
+#               CONFIGS["default"] (gpu_default.yaml, ~1.7 min), random backbones; VOS probe (fidelity, temporal
 #               error) and bench_corrupted_frame.py on DAVIS blackswan / breakdance / car-shadow / dog, new and shipped.
 # Every stage has a step budget and a max_time guard; a stage that no longer fits the deadline is skipped and recorded.
 #

@@ -3,7 +3,7 @@
     videoanyup train --config configs/avsr/lite_cpu.yaml [--ckpt_path last]
     videoanyup evaluate --data DIR --scales 2,3,4,2.5x3.5 [--weights W] [--modes …] [--json P] [--figures D]
     videoanyup upscale IN OUT (--scale 2.5 | --scale 2x3 | --size HxW) [--mode …] [--weights W]
-    videoanyup train-upsampler --config configs/upsampler/cpu.yaml [--ckpt_path last]
+    videoanyup train-upsampler --config configs/upsampler/cpu_default.yaml [--ckpt_path last]
     videoanyup train-flow --data DIR … --sintel DIR [--steps N] [--out DIR]   (SPyNet pretraining)
     videoanyup probe --task vos --train DIR --test DIR --backbone NAME [--random-backbone] [--upsampler …] [--json P]
     videoanyup features IN --backbone NAME [--size HxW] -o OUT [--weights W] [--frames N] [--save-lr]

@@ -1,4 +1,4 @@
-"""The `compile` option of the training systems (issue 17): the network's forward through `torch.compile`.
+"""The `compile` option of the training systems: the network's forward through `torch.compile`.
 
 `nn.Module.compile` compiles the module's call in place, so the parameters, the optimiser's view of them
 and the checkpoint's state-dict keys stay what they are (no `_orig_mod.` prefix). Training draws scales,

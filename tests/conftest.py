@@ -68,8 +68,8 @@ def synthetic_clip():
 
 
 def attention_queries(net, feats, video, mode):
-    """The guidance a VideoAnyUp's attention receives as its queries, `(T, Cg, H, W)` (one clip, one chunk, no
-    gradients)."""
+    """The guidance a VideoAnyUp's attention receives as its queries, `(T, Cg, H, W)` (one clip, no gradients;
+    the attention runs once per frame)."""
     captured = []
     original = net.attention.forward
 
@@ -83,5 +83,4 @@ def attention_queries(net, feats, video, mode):
             net(feats, video, mode=mode)
     finally:
         del net.attention.forward
-    (guidance,) = captured
-    return guidance
+    return torch.cat(captured, dim=0)

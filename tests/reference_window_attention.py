@@ -1,4 +1,4 @@
-"""The window attention as it was before issue 17 (per-block index arithmetic with host reads), kept as
+"""The window attention as it was before its blocks were precomputed (per-block index arithmetic with host reads), kept as
 the reference that the batched, precomputed path must equal (to 1e-5).
 
 `reference_forward(layer, ...)` runs the old algorithm with the weights of a `WindowAttention` `layer`;

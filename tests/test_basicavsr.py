@@ -231,7 +231,7 @@ def test_training_step_reaches_every_trainable_part():
 def test_network_output_equals_the_dense_reference_upsampler(mode, scale):
     """The whole network, every mode, integer / non-integer / asymmetric scales, whole frames and a region,
     against the same network whose upsampler is the dense per-pixel reference of `test_hyper_upsampler`
-    (the evaluation before issue 17 equalled it to 1e-5 too). Tiles of 16 split the frames and the phases."""
+    (the evaluation before its blocks were precomputed equalled it to 1e-5 too). Tiles of 16 split the frames and the phases."""
     from test_hyper_upsampler import dense_reference
 
     model = tiny(tile_size=16)

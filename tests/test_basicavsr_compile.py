@@ -1,4 +1,4 @@
-"""`torch.compile` of BasicAVSR's per-frame step (issue 17): one graph, no breaks, same output as eager."""
+"""`torch.compile` of BasicAVSR's per-frame step: one graph, no breaks, same output as eager."""
 
 import pytest
 import torch

@@ -89,7 +89,7 @@ def test_videoanyup_default_loads_by_name_and_beats_bilinear_on_an_unseen_backbo
 
     model = VideoAnyUp.from_pretrained("default").eval()
     assert set(model.trained_modes) == {"bidirectional", "unidirectional", "lookahead", "perframe"}
-    assert model.config.temporal_window == 3 and not model.config.temporal_blend  # spatio-temporal, no blend
+    assert model.config == VideoAnyUp.from_config("default").config  # the shipped architecture
     torch.manual_seed(123)
     backbone = build_backbone("dinov2_vits14", random=True)
     left = skimage.data.stereo_motorcycle()[0]  # (500, 741, 3)

@@ -1,4 +1,4 @@
-"""The `--compile` options (issue 17) reach the models: `upscale` and `features` hand them to the models'
+"""The `--compile` options reach the models: `upscale` and `features` hand them to the models'
 streams, the training systems compile the network's forward in place. Cheap: the streams' compile itself is
 pinned in `test_basicavsr_compile.py` and `test_videoanyup_compile.py`; here the streams run eagerly and
 only record what they were asked for."""
@@ -33,7 +33,7 @@ def root(tmp_path_factory):
     sr = BasicAVSR.from_config("lite", **TINY)
     sr.trained_modes = ("bidirectional", "unidirectional")
     sr.save_pretrained(root / "sr")
-    VideoAnyUp.from_config("tiny", temporal_window=3).save_pretrained(root / "up")
+    VideoAnyUp.from_config("tiny").save_pretrained(root / "up")
     write_synthetic_clip(root / "clip", frames=4, height=28, width=28)
     return root
 

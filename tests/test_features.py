@@ -42,7 +42,7 @@ def reference(clip, weights, *, mode, start=0, frames=None, short_side=None, siz
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
     torch.manual_seed(0)
-    VideoAnyUp.from_config("tiny", temporal_blend=True).save_pretrained(root / "weights")
+    VideoAnyUp.from_config("tiny").save_pretrained(root / "weights")
     write_synthetic_clip(root / "clip", frames=8, height=48, width=64)
     write_synthetic_clip(root / "clip.mp4", frames=6, height=48, width=64, image="coffee")
     return root

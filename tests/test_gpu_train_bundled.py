@@ -82,7 +82,7 @@ def test_smoke_run_writes_weights_and_held_out_scores(tiny_data: Path, tmp_path:
     assert new == pytest.approx(shipped)
     # VideoAnyUp: the spatio-temporal configuration, all four modes, probe and corrupted-frame scores of both
     up = VideoAnyUp.from_pretrained(str(out / "videoanyup_default"))
-    assert up.config.temporal_window == 3
+    assert up.config.neighbour_window == 3
     assert set(up.trained_modes) == {"bidirectional", "unidirectional", "lookahead", "perframe"}
     for label, methods in (("new", {"bilinear", "perframe", "videoanyup"}), ("shipped", {"perframe", "videoanyup"})):
         held = scores["videoanyup"]["heldout"][label]

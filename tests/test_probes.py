@@ -371,7 +371,7 @@ def test_mode_upsamplers_run_the_model_in_that_mode():
     from videoanyup.models.videoanyup import VideoAnyUp
 
     torch.manual_seed(0)
-    model = VideoAnyUp.from_config("tiny", temporal_window=3).eval()
+    model = VideoAnyUp.from_config("tiny").eval()
     feats, frames = torch.randn(3, 8, 4, 4), torch.rand(3, 3, 16, 16)
     for mode in ("perframe", "bidirectional", "unidirectional", "lookahead"):
         with torch.inference_mode():

@@ -3,6 +3,7 @@ exact mid-epoch resume, a 2-process CPU DDP run through `videoanyup train-upsamp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -282,28 +283,34 @@ def test_supersampled_prediction_is_pooled_to_the_loss_grid():
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "upsampler").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_upsampler_config_names_a_valid_architecture(path):
     """The architecture in each shipped recipe is a valid `VideoAnyUpConfig` (a misspelt field fails here, not
-    minutes into a training); the blend recipes keep the blend on."""
+    minutes into a training); the recipes of the bundled `default` name exactly `CONFIGS["default"]`, their first
+    stages the same without the neighbour windows."""
+    import dataclasses
+
     import yaml
 
     from videoanyup.models.videoanyup import VideoAnyUpConfig
 
     fields = yaml.safe_load(path.read_text())["model"]["model"]["init_args"]["config"]
     config = VideoAnyUpConfig(**fields)
-    assert config.temporal_blend == ("blend" in path.stem)
-    assert config.blend_feature_cue == ("cue" in path.stem)
+    if path.stem in ("cpu_default", "gpu_default"):
+        assert config == CONFIGS["default"]
+    if path.stem in ("cpu_single_frame", "gpu_single_frame"):
+        assert config == dataclasses.replace(CONFIGS["default"], neighbour_window=0, flow_scale=2)
 
 
-def test_warm_start_drops_modules_the_config_lacks_and_new_tensors_get_their_own_learning_rate(tmp_path):
-    """Stage 3 starts the spatio-temporal network from blend-trained weights: the blend's tensors are dropped,
-    every shared tensor is loaded, the new ones (the temporal candidates) keep their initialisation and learn
-    at new_lr_scale × lr; a checkpoint with a tensor the model lacks in a module it has is refused."""
+def test_warm_start_widens_layers_given_new_inputs_and_new_tensors_get_their_own_learning_rate(tmp_path):
+    """A fine-tune from weights of a network without the neighbour windows (stage 1) or with fewer inputs to a
+    layer: every shared tensor is loaded, a layer with more inputs keeps the old weights on the old inputs and zeros
+    on the new ones, the new tensors keep their initialisation; both learn at new_lr_scale × lr; a checkpoint with
+    a tensor the model lacks is refused."""
     torch.manual_seed(0)
-    blend = VideoAnyUp.from_config("tiny", temporal_blend=True)
-    blend.save_pretrained(tmp_path / "blend")
-    model = VideoAnyUp.from_config("tiny", temporal_window=3)
-    system = UpsamplerSystem(model, **SYSTEM, init_weights=str(tmp_path / "blend"), new_lr_scale=10.0)
-    assert system.new_tensors and all(n.startswith("temporal.") for n in system.new_tensors)
-    loaded = {k: v for k, v in blend.state_dict().items() if k.split(".")[0] not in ("blend", "spynet")}  # SPyNet: its own
+    single = VideoAnyUp.from_config("tiny", neighbour_window=0)
+    single.save_pretrained(tmp_path / "single")
+    model = VideoAnyUp.from_config("tiny")
+    system = UpsamplerSystem(model, **SYSTEM, init_weights=str(tmp_path / "single"), new_lr_scale=10.0)
+    assert system.new_tensors and all(n.split(".")[0] in ("temporal", "fusion") for n in system.new_tensors)
+    loaded = {k: v for k, v in single.state_dict().items() if not k.startswith("spynet.")}  # SPyNet: its own
     for key, value in loaded.items():
         assert torch.equal(model.state_dict()[key], value), key
     system.trainer = type("T", (), {"estimated_stepping_batches": 10})()
@@ -311,10 +318,34 @@ def test_warm_start_drops_modules_the_config_lacks_and_new_tensors_get_their_own
     assert [g["lr"] for g in groups] == pytest.approx([system.hparams.lr, 10 * system.hparams.lr])
     new = dict(model.named_parameters())
     assert {id(p) for p in groups[1]["params"]} == {id(new[n]) for n in system.new_tensors if n in new}
+    # a layer that now takes more inputs: the fusion's first layer, saved with 3 fewer input channels
+    narrow = VideoAnyUp.from_config("tiny")
+    state = narrow.state_dict()
+    key = "fusion.net.0.weight"
+    state[key] = state[key][:, :-3].clone()
+    from videoanyup.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "narrow", _StateHolder(state), dict(dataclasses.asdict(narrow.config), trained_modes=None))
+    widened = VideoAnyUp.from_config("tiny")
+    system = UpsamplerSystem(widened, **SYSTEM, init_weights=str(tmp_path / "narrow"))
+    assert key in system.new_tensors
+    weight = widened.state_dict()[key]
+    assert torch.equal(weight[:, :-3], state[key]) and (weight[:, -3:] == 0).all()
     with pytest.raises(ValueError, match="new_lr_scale must be > 0"):
         UpsamplerSystem(VideoAnyUp.from_config("tiny"), **SYSTEM, new_lr_scale=0.0)
-    bad = VideoAnyUp.from_config("tiny", temporal_blend=True)
+    bad = VideoAnyUp.from_config("tiny")
     bad.register_buffer("extra_state_probe", torch.zeros(1))
     bad.save_pretrained(tmp_path / "bad")
     with pytest.raises(ValueError, match=r"tensors the model lacks: \['extra_state_probe'\]"):
-        UpsamplerSystem(VideoAnyUp.from_config("tiny", temporal_blend=True), **SYSTEM, init_weights=str(tmp_path / "bad"))
+        UpsamplerSystem(VideoAnyUp.from_config("tiny"), **SYSTEM, init_weights=str(tmp_path / "bad"))
+
+
+class _StateHolder(torch.nn.Module):
+    """A module whose state dict is the given one (to write a checkpoint of an older layout)."""
+
+    def __init__(self, state):
+        super().__init__()
+        self._state = state
+
+    def state_dict(self, *args, **kwargs):
+        return self._state

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from videoanyup.functional.grid import axis_phases
+from tiny_networks import tiny_net
 from videoanyup.models.videoanyup import CONFIGS, VideoAnyUp
 
 MODES = ["bidirectional", "unidirectional", "lookahead", "perframe"]
@@ -11,54 +12,14 @@ MODES = ["bidirectional", "unidirectional", "lookahead", "perframe"]
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return VideoAnyUp.from_config("tiny").eval()
+    """The default architecture at tiny widths, every learned part acting."""
+    return tiny_net(seed=0)
 
 
 @pytest.fixture(scope="module")
-def blend_model():
-    torch.manual_seed(1)
-    return VideoAnyUp.from_config("tiny", temporal_blend=True).eval()
-
-
-@pytest.fixture(scope="module")
-def cue_model():
-    """The blend whose gate also sees the features' disagreement, with a gate head that uses it (not zero)."""
-    torch.manual_seed(2)
-    net = VideoAnyUp.from_config("tiny", temporal_blend=True, blend_feature_cue=True).eval()
-    torch.nn.init.normal_(net.blend.gate[-1].weight, std=1.0)
-    return net
-
-
-@pytest.fixture(scope="module")
-def temporal_models():
-    """Spatio-temporal attention (neighbour windows), alone, with the blend and the guidance fusion, and on the
-    neighbours' own cells with the displacement and agreement biases and the guidance fusion; Δ bias, offsets,
-    displacement and agreement biases and the fusion not zero."""
-    nets = {}
-    cells = dict(
-        temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True, temporal_guidance=True
-    )
-    for seed, (name, options) in enumerate(
-        [("temporal", {}), ("temporal+blend", dict(temporal_blend=True, temporal_guidance=True)), ("temporal-cells", cells)]
-    ):
-        torch.manual_seed(10 + seed)
-        net = VideoAnyUp.from_config("tiny", temporal_window=3, **options).eval()
-        torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
-        torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
-        if net.temporal.displacement is not None:
-            torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
-        if net.temporal.agreement is not None:
-            torch.nn.init.normal_(net.temporal.agreement.net[-1].weight, std=0.1)
-        if net.fusion is not None:
-            torch.nn.init.normal_(net.fusion.net[-1].weight, std=0.3)
-        nets[name] = net
-    return nets
-
-
-@pytest.fixture
-def nets(model, blend_model, cue_model, temporal_models):
-    return {False: model, True: blend_model, "cue": cue_model, **temporal_models}
+def nets(model):
+    """The shipped architecture and the ablation without neighbour windows."""
+    return {"neighbours": model, "own-window": tiny_net(neighbours=False, seed=1)}
 
 
 def clip(b=1, t=3, c=5, h=4, w=5, size=(11, 13), seed=0):
@@ -113,9 +74,9 @@ def test_any_output_size(model, options, expected):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_constant_maps_stay_constant(nets, mode, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_constant_maps_stay_constant(nets, mode, variant):
+    net = nets[variant]
     _, video = clip(b=2)
     value = torch.tensor([3.0, -1.5, 0.0, 42.0, 1e-3]).view(1, 1, 5, 1, 1)
     feats = value.expand(2, 3, 5, 4, 5).contiguous()
@@ -124,9 +85,9 @@ def test_constant_maps_stay_constant(nets, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_channel_permutation_and_positive_scaling(nets, mode, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_channel_permutation_and_positive_scaling(nets, mode, variant):
+    net = nets[variant]
     feats, video = clip(c=9)
     perm = torch.randperm(9, generator=torch.Generator().manual_seed(3))
     out = run(net, feats, video, mode=mode)
@@ -149,9 +110,9 @@ def test_single_frame_output_within_its_window(model, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_chunked_equals_unchunked(nets, mode, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_chunked_equals_unchunked(nets, mode, variant):
+    net = nets[variant]
     feats, video = clip(b=2, t=4)
     whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
     for chunk_frames, query_tile in [(1, None), (3, 7), (None, 3)]:
@@ -160,9 +121,9 @@ def test_chunked_equals_unchunked(nets, mode, blend):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_iter_chunks_concatenate_to_forward(nets, mode, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_iter_chunks_concatenate_to_forward(nets, mode, variant):
+    net = nets[variant]
     feats, video = clip(b=2, t=5)
     whole = run(net, feats, video, mode=mode, scale=(2.5, 2.2))
     for chunk_frames in (1, 3, 5):
@@ -176,21 +137,21 @@ def test_iter_chunks_concatenate_to_forward(nets, mode, blend):
         assert (joined - whole).abs().max() <= 1e-6
 
 
-def test_iter_chunks_are_fresh_tensors_and_inputs_are_checked_at_the_call(blend_model):
+def test_iter_chunks_are_fresh_tensors_and_inputs_are_checked_at_the_call(model):
     feats, video = clip(t=4)
-    whole = run(blend_model, feats, video, mode="unidirectional")
+    whole = run(model, feats, video, mode="unidirectional")
     with torch.no_grad():
         chunks = []
-        for _, part in blend_model.iter_chunks(feats, video, mode="unidirectional", chunk_frames=2):
+        for _, part in model.iter_chunks(feats, video, mode="unidirectional", chunk_frames=2):
             chunks.append(part.clone())
-            part.fill_(1e6)  # a caller reusing the buffer must not change the blend of the next chunk
+            part.fill_(1e6)  # a caller reusing the buffer must not change the next chunk
     assert torch.allclose(torch.cat(chunks, dim=1), whole, atol=1e-6)
     for options, name in [(dict(chunk_frames=0), "chunk_frames"), (dict(query_tile=0), "query_tile"),
                           (dict(mode="sideways"), "mode")]:
         with pytest.raises(ValueError, match=name):
-            blend_model.iter_chunks(feats, video, **options)  # no next() needed
+            model.iter_chunks(feats, video, **options)  # no next() needed
     with pytest.raises(ValueError, match="video"):
-        blend_model.iter_chunks(feats, video[:, :2])
+        model.iter_chunks(feats, video[:, :2])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -209,9 +170,9 @@ def changed_after(feats, video, t):
     return feats, video
 
 
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_unidirectional_is_causal(nets, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_unidirectional_is_causal(nets, variant):
+    net = nets[variant]
     feats, video = clip(t=5)
     out = run(net, feats, video, mode="unidirectional")
     for t in (0, 2):
@@ -240,9 +201,9 @@ def test_perframe_output_depends_on_its_own_frame_only(model):
 
 
 @pytest.mark.parametrize("mode", ["unidirectional", "lookahead", "perframe"])
-@pytest.mark.parametrize("blend", [False, True, "cue", "temporal", "temporal+blend", "temporal-cells"])
-def test_stream_equals_offline(nets, mode, blend):
-    net = nets[blend]
+@pytest.mark.parametrize("variant", ["neighbours", "own-window"])
+def test_stream_equals_offline(nets, mode, variant):
+    net = nets[variant]
     feats, video = clip(b=2, t=5)
     offline = run(net, feats, video, mode=mode, scale=2)
     stream = net.stream(mode=mode, scale=2)
@@ -330,34 +291,31 @@ def test_bad_options_raise_value_error(model):
 
 @pytest.mark.parametrize("mode", ["bidirectional", "lookahead"])
 def test_gradients_reach_every_part_in_training(mode):
-    torch.manual_seed(0)
-    net = VideoAnyUp.from_config("tiny", temporal_blend=True).train()
+    net = tiny_net().train()
     feats, video = clip(t=3)
     net(feats, video, mode=mode, chunk_frames=2).square().mean().backward()
     for part in ("agnostic.filters", "guidance.stem.weight", "attention.query.weight", "attention.key.weight",
                  "attention.prior.head.weight", "key_net.head.weight", "propagation.forward_branch.head.weight",
-                 "blend.gate.0.weight"):
+                 "temporal.delta_bias", "temporal.offset.0.weight", "temporal.displacement.net.0.weight",
+                 "temporal.agreement.net.0.weight", "fusion.net.0.weight", "shot.net.0.weight"):
         grad = net.get_parameter(part).grad
-        assert grad is not None and torch.isfinite(grad).all(), part
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, part
 
 
-def test_feature_cue_lets_the_gate_see_feature_disagreement():
-    from videoanyup.layers.temporal_blend import TemporalBlend
+@pytest.mark.parametrize("mode", MODES)
+def test_training_mode_and_eval_mode_give_the_same_output(model, mode):
+    feats, video = clip(b=2, t=4)
+    assert not model.training
+    evaluated = run(model, feats, video, mode=mode)
+    model.train()
+    try:
+        trained = run(model, feats, video, mode=mode)
+    finally:
+        model.eval()
+    assert torch.equal(trained, evaluated)
 
-    torch.manual_seed(0)
-    blend = TemporalBlend(4, hidden=6, feature_cue=True)
-    torch.nn.init.normal_(blend.gate[-1].weight)
-    guidance = torch.rand(1, 4, 6, 7)
-    flow = torch.zeros(1, 2, 6, 7)
-    previous = torch.randn(1, 5, 6, 7)
-    # identical guidance and zero flow: only the features' disagreement can move the gate
-    agree = TemporalBlend.disagreement(previous * 3.0, previous)
-    disagree = TemporalBlend.disagreement(-previous, previous)
-    assert agree.abs().max() < 1e-6 and (disagree - 2.0).abs().max() < 1e-6
-    gate_agree = blend.gate_map(guidance, guidance, flow, agree)
-    gate_disagree = blend.gate_map(guidance, guidance, flow, disagree)
-    assert (gate_agree - gate_disagree).abs().max() > 1e-2
-    with pytest.raises(ValueError, match="disagreement must be given exactly when feature_cue is on"):
-        blend.gate_map(guidance, guidance, flow)
-    with pytest.raises(ValueError, match="disagreement must be given exactly when feature_cue is on"):
-        TemporalBlend(4).gate_map(guidance, guidance, flow, agree)
+
+def test_no_layer_depends_on_the_training_flag():
+    net = VideoAnyUp.from_config("default")
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert not kinds & {"Dropout", "Dropout2d", "BatchNorm1d", "BatchNorm2d", "InstanceNorm2d"}

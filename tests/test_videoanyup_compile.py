@@ -1,4 +1,4 @@
-"""`torch.compile` of VideoAnyUp's per-frame stream steps (issue 17): one graph each, no breaks, same output
+"""`torch.compile` of VideoAnyUp's per-frame stream steps: one graph each, no breaks, same output
 as eager to 1e-5."""
 
 import pytest

@@ -37,7 +37,7 @@ def dense_reference(layer, guidance, key_feats, values):
 
 def make(window=3, prior=True, backend="sdpa"):
     torch.manual_seed(0)
-    return WindowAttention(6, 5, heads=2, head_dim=4, window=window, prior=prior, backend=backend,
+    return WindowAttention(6, 5, heads=2, head_dim=4, window=window, hyper_kernel=prior, backend=backend,
                            prior_options=dict(frequencies=4, group_dim=8, hidden=8, depth=2)).eval()
 
 

@@ -1,4 +1,4 @@
-"""A tiny VideoAnyUp whose temporal parts are not at their zero initialisation (shared by the attention tests)."""
+"""Tiny VideoAnyUp networks whose learned parts are not at their zero initialisation (shared by the tests)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ import torch
 from videoanyup.models.videoanyup import VideoAnyUp
 
 
-def tiny_net(temporal: bool = True, blend: bool = True) -> VideoAnyUp:
-    """`CONFIGS["tiny"]`, seed 0, eval mode; with neighbour windows, a random Δt bias and offset head."""
-    torch.manual_seed(0)
-    net = VideoAnyUp.from_config("tiny", temporal_window=3 if temporal else 0, temporal_blend=blend).eval()
-    if temporal:
+def tiny_net(neighbours: bool = True, seed: int = 0) -> VideoAnyUp:
+    """`CONFIGS["tiny"]`, eval mode; the zero-initialised heads (Δt bias, offsets, displacement and agreement biases,
+    guidance fusion, shot test) given random weights so that every part acts. `neighbours=False`: the ablation
+    without neighbour windows (`neighbour_window=0`)."""
+    torch.manual_seed(seed)
+    net = VideoAnyUp.from_config("tiny", **({} if neighbours else dict(neighbour_window=0))).eval()
+    torch.nn.init.normal_(net.shot.net[-1].weight, std=0.3)
+    if neighbours:
         torch.nn.init.normal_(net.temporal.delta_bias, std=1.0)
         torch.nn.init.normal_(net.temporal.offset[-1].weight, std=0.3)
+        torch.nn.init.normal_(net.temporal.displacement.net[-1].weight, std=1.0)
+        torch.nn.init.normal_(net.temporal.agreement.net[-1].weight, std=0.1)
+        torch.nn.init.normal_(net.fusion.net[-1].weight, std=0.3)
     return net

@@ -19,7 +19,7 @@ Batches are dicts: `frames` `(B, T, 3, S, S)` float in [0, 1] (T = 1 for image b
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -109,7 +109,8 @@ def clip_entry(clip: Clip) -> Entry:
 @dataclass(frozen=True)
 class SampleRequest:
     """Everything one sample depends on: frames `start … start + count − 1` of entry `entry`, the square
-    `side × side` crop at `(top, left)`, a horizontal flip and a temporal reversal."""
+    `side × side` crop at `(top, left)`, a horizontal flip, a temporal reversal, and for clips with
+    `other_clips` another clip of another source (the other shot of a training cut)."""
 
     entry: int
     start: int
@@ -119,6 +120,7 @@ class SampleRequest:
     side: int
     hflip: bool
     reverse: bool
+    other: "SampleRequest | None" = None
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -144,6 +146,7 @@ class UpsamplerBatchSampler:
         crop_scale: `(min, max)` side of the square crop relative to the shorter side.
         flip, reverse: probabilities of a horizontal flip and of temporal reversal.
         seed: the run's seed; rank, world_size: this process and the number of processes.
+        other_clips: every clip sample also carries another clip of another source (`SampleRequest.other`).
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class UpsamplerBatchSampler:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        other_clips: bool = False,
     ) -> None:
         if not image_entries:
             raise ValueError("no image sources: give image_sources, or clip_sources with frames_as_images")
@@ -176,6 +180,7 @@ class UpsamplerBatchSampler:
         self.num_frames, self.image_batch, self.clip_batch, self.clip_every = num_frames, image_batch, clip_batch, clip_every
         self.steps_per_epoch, self.crop_scale, self.flip, self.reverse = steps_per_epoch, tuple(crop_scale), flip, reverse
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.other_clips = other_clips
         self.epoch = 0
         self.skip = 0  # batches of the current epoch to leave out on the next iteration (resume)
 
@@ -188,8 +193,10 @@ class UpsamplerBatchSampler:
     def is_clip_step(self, global_step: int) -> bool:
         return bool(self.clip_every) and global_step % self.clip_every == 0
 
-    def request(self, g: torch.Generator, clip: bool) -> SampleRequest:
+    def request(self, g: torch.Generator, clip: bool, *, exclude: int | None = None) -> SampleRequest:
         pool = self.clip_entries if clip else self.image_entries
+        if exclude is not None and len(pool) > 1:
+            pool = [i for i in pool if i != exclude]
         index = pool[int(torch.randint(0, len(pool), (), generator=g))]
         entry = self.entries[index]
         count = self.num_frames if clip else 1
@@ -197,7 +204,10 @@ class UpsamplerBatchSampler:
         side = max(1, round(_uniform(g, *self.crop_scale) * min(entry.height, entry.width)))
         top, left = _randint(g, entry.height - side), _randint(g, entry.width - side)
         draws = torch.rand(2, generator=g, dtype=torch.float64)
-        return SampleRequest(index, start, count, top, left, side, bool(draws[0] < self.flip), clip and bool(draws[1] < self.reverse))
+        request = SampleRequest(index, start, count, top, left, side, bool(draws[0] < self.flip), clip and bool(draws[1] < self.reverse))
+        if clip and self.other_clips and exclude is None:  # drawn after the rest: the main sample stays as it was
+            request = replace(request, other=self.request(g, True, exclude=index))
+        return request
 
     def epoch_plan(self, epoch: int) -> list[list[SampleRequest]]:
         """This process's batches of `epoch` (a pure function of seed, epoch, rank and world size)."""
@@ -215,7 +225,8 @@ class UpsamplerBatchSampler:
 
 
 class UpsamplerSamples(Dataset):
-    """Maps a `SampleRequest` to `{"frames": (T, 3, S, S)}` float32 in [0, 1]."""
+    """Maps a `SampleRequest` to `{"frames": (T, 3, S, S)}` float32 in [0, 1] (and `"other"`, the same for its
+    other clip)."""
 
     def __init__(self, entries: Sequence[Entry], image_size: int) -> None:
         self.entries, self.image_size = list(entries), image_size
@@ -230,6 +241,13 @@ class UpsamplerSamples(Dataset):
                 entry.clip.preload()
 
     def __getitem__(self, request: SampleRequest) -> dict[str, Tensor]:
+        sample = {"frames": self.read(request)}
+        if request.other is not None:
+            sample["other"] = self.read(request.other)
+        return sample
+
+    def read(self, request: SampleRequest) -> Tensor:
+        """`(T, 3, S, S)` float32 in [0, 1]."""
         entry = self.entries[request.entry]
         if entry.clip is not None:
             frames = entry.clip.read(request.start, request.count)  # (T, 3, H, W)
@@ -243,7 +261,7 @@ class UpsamplerSamples(Dataset):
             crop = crop.flip(-1)
         if request.reverse:
             crop = crop.flip(0)
-        return {"frames": crop.clamp(0.0, 1.0).contiguous()}
+        return crop.clamp(0.0, 1.0).contiguous()
 
 
 class UpsamplerDataModule(L.LightningDataModule):
@@ -263,6 +281,8 @@ class UpsamplerDataModule(L.LightningDataModule):
         flip, reverse: probabilities of a horizontal flip and of temporal reversal.
         seed: seed of the data plan.
         num_workers: data loading processes per training process.
+        other_clips: clip batches also carry `"other"` `(B, T, 3, S, S)`, a clip of another source for each
+            (the other shot of a training cut, `tasks/upsampler/events.py`).
     """
 
     def __init__(
@@ -283,6 +303,7 @@ class UpsamplerDataModule(L.LightningDataModule):
         reverse: float = 0.5,
         seed: int = 0,
         num_workers: int = 2,
+        other_clips: bool = False,
     ) -> None:
         super().__init__()
         if num_frames < 2 and clip_every:
@@ -293,6 +314,7 @@ class UpsamplerDataModule(L.LightningDataModule):
         self.image_batch, self.clip_batch, self.clip_every = image_batch, clip_batch, clip_every
         self.steps_per_epoch, self.crop_scale = steps_per_epoch, tuple(crop_scale)
         self.flip, self.reverse, self.seed, self.num_workers = flip, reverse, seed, num_workers
+        self.other_clips = other_clips
         self.entries: list[Entry] = []
         self.val_stills: list[str] = []
 
@@ -315,7 +337,7 @@ class UpsamplerDataModule(L.LightningDataModule):
             self.entries, images, clips, num_frames=self.num_frames, image_batch=self.image_batch,
             clip_batch=self.clip_batch, clip_every=self.clip_every, steps_per_epoch=self.steps_per_epoch,
             crop_scale=self.crop_scale, flip=self.flip, reverse=self.reverse, seed=self.seed, rank=rank,
-            world_size=world_size,
+            world_size=world_size, other_clips=self.other_clips,
         )
         dataset = UpsamplerSamples(self.entries, self.image_size)
         return ResumableLoader(dataset, sampler, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())

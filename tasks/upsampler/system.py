@@ -12,10 +12,16 @@ g, a zoom z and a propagation mode, so a resumed run repeats the same draws:
   on non-occluded pixels. That flow comes from a frozen SPyNet (`spynet_weights`, by default the bundled
   "synthetic" one) run without gradient on the guidance frames at their full S × S resolution, then
   resized to the output grid; occlusions by the forward–backward check (`losses.non_occluded`).
-  With `degrade_probability` > 0, such a step degrades one frame of each clip (blur, noise or a grey box,
-  `degrade.py`) in the backbone's input and the guidance alike; the crop target, the self-consistency
-  reference and the loss's flows stay the clean frame's, so the network learns to take from the
-  neighbouring frames what the degraded one lacks.
+  A clip step may alter its clips (`alterations.py`): with `degrade_probability` one frame of each clip is
+  degraded (blur, motion blur, defocus, noise, a grey box, an occluder, a dropped frame; `degrade.py`) in the
+  backbone's input and the guidance alike, while the crop target, the self-consistency reference and the loss's
+  flows stay the clean frame's; with `event_probability` a scene event changes the clip (a fade, an exposure
+  change, a cut to another clip, a region flat for real; `events.py`) and the targets are the altered frames'
+  own. The altered frames' crop loss counts `altered_weight` more in the modes that read neighbours, the
+  temporal loss leaves out the pairs an event broke, and `shot_weight` × a binary cross-entropy teaches the
+  network's shot test (`ShotTest`) that a cut's pair is another shot and every other supervised pair the same;
+  with the data module's `other_clips`, every frame of a clip step also meets the other clip's frame as a
+  negative pair (`shot_loss`).
 
 The backbones are frozen, built lazily with `build_backbone` (random ones from a fixed seed per name, so
 every process and every resumed run has the same weights) and kept out of the checkpoint; so is the loss's
@@ -42,12 +48,15 @@ from videoanyup.backbones import build_backbone
 from videoanyup.backbones.base import Backbone
 from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_propagation import MODES
+from videoanyup.models.frame_step import shot_logits_between
 from videoanyup.models.videoanyup import VideoAnyUp
 from videoanyup.tasks.avsr.sampling import seeded_generator
 from videoanyup.tasks.compile_option import compile_forward
 from videoanyup.tasks.training import CosineTraining
 from videoanyup.tasks.upsampler.augment import photometric_jitter
-from videoanyup.tasks.upsampler.degrade import KINDS, degrade_clips, draw_degradation
+from videoanyup.tasks.upsampler.alterations import AlteredClip, draw_alteration, unaltered
+from videoanyup.tasks.upsampler.degrade import KINDS
+from videoanyup.tasks.upsampler.events import EVENTS
 from videoanyup.tasks.upsampler.losses import (
     consistency_loss,
     feature_loss,
@@ -89,36 +98,42 @@ def step_draws(
 
 
 def warm_start(model: VideoAnyUp, path_or_name: str) -> list[str]:
-    """Load VideoAnyUp weights into `model`, which may have modules the checkpoint lacks (returned, logged).
+    """Load VideoAnyUp weights into `model`, which may have parts the checkpoint lacks; returns (and logs) the
+    tensors that start new: those the checkpoint lacks, and those that grew.
 
-    Tensors of a module this model is configured without (e.g. the HR blend, `temporal_blend: false`, when
-    starting the spatio-temporal network from the blend-trained default) are dropped and logged.
-    Raises ValueError when the checkpoint has other tensors the model lacks, or tensors of another shape.
+    A layer that takes more inputs than in the checkpoint (its weight is larger along dim 1 only, e.g. a gate
+    given new cues) keeps the checkpoint's weights on the old inputs and starts at zero on the new ones, so the
+    network starts from the checkpoint's function. Raises ValueError when the checkpoint has tensors the model
+    lacks, or tensors of another shape.
     """
     from videoanyup.checkpoint import read_checkpoint, resolve_checkpoint
 
     folder = resolve_checkpoint(path_or_name, model.kind)
     _, state = read_checkpoint(folder)
     own = model.state_dict()
-    def switched_off(key: str) -> bool:  # a module attribute the configuration set to None (e.g. `blend`)
-        name = key.split(".")[0]
-        return hasattr(model, name) and getattr(model, name) is None
 
-    absent = {k for k in set(state) - set(own) if switched_off(k)}
-    unexpected = sorted(set(state) - set(own) - absent)
-    mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    def grown(key: str) -> bool:
+        old, new = state[key].shape, own[key].shape
+        return len(old) == len(new) >= 2 and old[0] == new[0] and old[2:] == new[2:] and old[1] < new[1]
+
+    unexpected = sorted(set(state) - set(own))
+    shared = set(state) & set(own)
+    mismatched = sorted(k for k in shared if state[k].shape != own[k].shape and not grown(k))
     if unexpected or mismatched:
         raise ValueError(
             f"init_weights={str(path_or_name)!r} does not fit this VideoAnyUp: tensors the model lacks: "
             f"{unexpected[:8]}; shape mismatches: {mismatched[:8]}"
         )
-    if absent:
-        modules = sorted({k.split(".")[0] for k in absent})
-        log.info("warm start: dropped %d tensors of modules this configuration has not: %s", len(absent), modules)
+    widened = sorted(k for k in shared if state[k].shape != own[k].shape)
+    loaded = dict(state)
+    for key in widened:
+        weight = torch.zeros_like(own[key])
+        weight[:, : state[key].shape[1]] = state[key]
+        loaded[key] = weight
     new = sorted(set(own) - set(state))
-    model.load_state_dict({k: v for k, v in state.items() if k not in absent}, strict=False)
-    log.info("warm start from %s; %d tensors keep their initialisation: %s", folder, len(new), new[:8])
-    return new
+    model.load_state_dict(loaded, strict=False)
+    log.info("warm start from %s; new tensors: %s; widened (new inputs at zero): %s", folder, new[:8], widened)
+    return new + widened
 
 
 class UpsamplerSystem(CosineTraining, L.LightningModule):
@@ -145,19 +160,20 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         spynet_weights: SPyNet weights (bundled name, folder or checkpoint) for the network's SPyNet at the
             start and for the flows of the temporal term; None: the network's own weights for both.
         bf16: bf16 autocast; None: on when training on CUDA.
-        init_weights: start from these VideoAnyUp weights (folder or bundled name) — a warm start, e.g. to add
-            the temporal blend to trained weights: every tensor of the checkpoint must exist in the model with
-            its shape, except those of a module this configuration has not (dropped, logged); model tensors the
-            checkpoint lacks keep their initialisation (listed in the log).
-        new_lr_scale: learning-rate multiplier of the tensors a warm start leaves at their initialisation (e.g. a
-            logit bias that must move by ~1 in a short fine-tune).
+        init_weights: start from these VideoAnyUp weights (folder or bundled name) — a warm start (`warm_start`):
+            every tensor of the checkpoint must exist in the model with its shape, or with more inputs (the new
+            ones start at zero); model tensors the checkpoint lacks keep their initialisation (listed in the log).
+        new_lr_scale: learning-rate multiplier of the tensors a warm start leaves new or widened (e.g. a gate
+            that must learn from new cues in a short fine-tune).
         grad_clip_norm: clip the gradients' global L2 norm to this (None: no clipping).
         degrade_probability: chance that a clip step degrades one frame of each clip (0: never).
-        degradations: the kinds to draw from ("blur", "noise", "box").
-        blur_sigma: range of the blur's σ, in pixels of the training frames.
-        degraded_weight: weight of an extra crop term on the degraded frames alone, in the modes that read
-            neighbouring frames (per frame nothing can restore them): it teaches taking from the neighbours
-            what a frame lacks (0: off; the degraded frame then weighs as much as any other).
+        degradations: the kinds to draw from (`degrade.KINDS`).
+        blur_sigma: range of the blur's σ, in pixels of the training frames (motion blur and defocus scale it).
+        event_probability: chance that a clip step (not degraded) has a scene event instead (0: never).
+        events: the kinds to draw from (`events.EVENTS`); "cut" needs the data module's `other_clips`.
+        altered_weight: weight of an extra crop term on the altered frames alone, in the modes that read
+            neighbouring frames: it teaches what to take from the neighbours and when not to (0: off).
+        shot_weight: weight of the shot test's binary cross-entropy on the clip steps' supervised pairs.
         compile: run the network's forward through `torch.compile` (true: inductor, or a backend's name;
             `--model.compile true` on the command line), see `tasks/compile_option.py`.
         seed: seed of the per-step draws.
@@ -193,7 +209,10 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         degrade_probability: float = 0.0,
         degradations: Sequence[str] = KINDS,
         blur_sigma: tuple[float, float] = (1.5, 4.0),
-        degraded_weight: float = 0.0,
+        event_probability: float = 0.0,
+        events: Sequence[str] = EVENTS,
+        altered_weight: float = 0.0,
+        shot_weight: float = 0.0,
         compile: bool | str = False,
     ) -> None:
         super().__init__()
@@ -205,15 +224,21 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             raise ValueError(f"grids={list(grids)} and zooms={list(zooms)} must be non-empty lists of positive integers")
         if not supersample or min(supersample) < 1:
             raise ValueError(f"supersample must be a non-empty list of positive integers, got {list(supersample)}")
-        if not 0.0 <= degrade_probability <= 1.0:
-            raise ValueError(f"degrade_probability must be in [0, 1], got {degrade_probability}")
+        if not 0.0 <= degrade_probability <= 1.0 or not 0.0 <= event_probability <= 1.0 - degrade_probability:
+            raise ValueError(
+                f"degrade_probability={degrade_probability} and event_probability={event_probability} must be in "
+                "[0, 1] with a sum <= 1"
+            )
         bad = [k for k in degradations if k not in KINDS]
         if not degradations or bad:
             raise ValueError(f"degradations must be a non-empty subset of {list(KINDS)}, got {list(degradations)}")
+        bad = [k for k in events if k not in EVENTS]
+        if not events or bad:
+            raise ValueError(f"events must be a non-empty subset of {list(EVENTS)}, got {list(events)}")
         if len(blur_sigma) != 2 or not 0 < blur_sigma[0] <= blur_sigma[1]:
             raise ValueError(f"blur_sigma must be (low, high) with 0 < low <= high, got {tuple(blur_sigma)}")
-        if degraded_weight < 0:
-            raise ValueError(f"degraded_weight must be >= 0, got {degraded_weight}")
+        if altered_weight < 0 or shot_weight < 0:
+            raise ValueError(f"altered_weight={altered_weight} and shot_weight={shot_weight} must be >= 0")
         modes = list(modes) if modes else [model.config.mode]
         unknown = [m for m in modes if m not in MODES]
         if unknown:
@@ -236,6 +261,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         # Plain containers, not submodules: frozen, rebuilt on demand, never in the checkpoint.
         self._backbones: dict[str, Backbone] = {}
         self._flow_net = [copy.deepcopy(model.spynet).eval().requires_grad_(False)]
+        self._shot_logits: list[Tensor] = []  # what the shot test said in the last forward (a hook)
+        model.shot.register_forward_hook(lambda module, args, logits: self._shot_logits.append(logits))
 
     # -- frozen helpers ------------------------------------------------------------------------------
     def backbone(self, name: str) -> Backbone:
@@ -283,8 +310,9 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
         self.model.trained_modes = tuple(self.modes)
 
     # -- the step ------------------------------------------------------------------------------------
-    def losses(self, frames: Tensor, draws: dict[str, Any]) -> dict[str, Tensor]:
-        """The loss terms of one batch `(B, T, 3, S, S)` under one step's draws (T = 1: images)."""
+    def losses(self, frames: Tensor, draws: dict[str, Any], other: Tensor | None = None) -> dict[str, Tensor]:
+        """The loss terms of one batch `(B, T, 3, S, S)` under one step's draws (T = 1: images); `other`: another
+        clip per clip (the other shot of a cut)."""
         hp = self.hparams
         b, t, _, height, width = frames.shape
         grid, zoom, mode = draws["grid"], draws["zoom"], draws["mode"]
@@ -298,51 +326,86 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             return F.avg_pool2d(x, k) if k > 1 else x
 
         backbone = self.backbone(draws["backbone"])
-        clean = frames
-        degradation = self.degradation(frames, draws)
-        if degradation is not None:  # the backbone's input and the guidance alike
-            frames = degrade_clips(frames, degradation, draws["generator"])
+        clip = self.alter(frames, draws, other)  # what the network sees, and what the targets are made of
+        frames, scene = clip.inputs, clip.scene
         images = rearrange(frames, "b t c h w -> (b t) c h w")  # (B·T, 3, S, S)
-        clean_images = rearrange(clean, "b t c h w -> (b t) c h w")
+        scene_images = rearrange(scene, "b t c h w -> (b t) c h w")
+        degraded = [i for i in range(b * t) if not torch.equal(images[i], scene_images[i])]  # frames a degradation hit
         with torch.no_grad(), self.autocast():
             lr = lr_features(backbone, images, grid).float()  # (B·T, C, g, g)
-            target = crop_targets(backbone, clean_images, draws["windows"], grid=grid, zoom=zoom).float()  # (B·T, C, g, g)
+            target = crop_targets(backbone, scene_images, draws["windows"], grid=grid, zoom=zoom).float()  # (B·T, C, g, g)
             lr_clean = lr
-            if degradation is not None:  # the self-consistency reference is the clean frame's
-                index = torch.arange(b, device=lr.device) * t + degradation.frames.to(lr.device)  # (B,)
+            if degraded:  # the self-consistency reference is the scene's
                 lr_clean = lr.clone()
-                lr_clean[index] = lr_features(backbone, clean_images[index], grid).float()
+                lr_clean[degraded] = lr_features(backbone, scene_images[degraded], grid).float()
+        self._shot_logits.clear()
         with self.autocast():
             out = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), frames, size=predicted, mode=mode)
+        logits = list(self._shot_logits)
         flat = pooled(rearrange(out, "b t c h w -> (b t) c h w").float())  # (B·T, C, H, W) on the loss grid
         out = rearrange(flat, "(b t) c h w -> b t c h w", b=b)
         terms = {
             "crop": feature_loss(take_windows(flat, draws["windows"], grid), target),
             "self_consistency": self_consistency_loss(flat, lr_clean),
         }
-        if degradation is not None and hp.get("degraded_weight", 0.0) and mode != "perframe":
-            index = torch.arange(b) * t + degradation.frames  # (B,) rows of the degraded frames
-            degraded = take_windows(flat[index.to(flat.device)], draws["windows"][index], grid)
-            terms["degraded"] = feature_loss(degraded, target[index.to(target.device)])
+        altered = clip.altered.flatten().nonzero()[:, 0]  # rows of the altered frames
+        if len(altered) and hp.get("altered_weight", 0.0) and mode != "perframe":
+            rows = altered.to(flat.device)
+            terms["altered"] = feature_loss(take_windows(flat[rows], draws["windows"][altered], grid), target[rows])
+        if t > 1 and hp.get("shot_weight", 0.0):
+            terms["shot"] = self.shot_loss(logits, clip, other, grid)
         if t == 1 and hp.consistency_weight:
             jittered = photometric_jitter(images, draws["generator"], strength=hp.jitter).view_as(frames)
             with self.autocast():
                 out_jittered = self.model(rearrange(lr, "(b t) c h w -> b t c h w", b=b), jittered, size=predicted, mode=mode)
             terms["consistency"] = consistency_loss(pooled(rearrange(out_jittered, "b t c h w -> (b t) c h w").float()), flat)
         if t > 1 and hp.temporal_weight:
-            flows, visible = self.clip_flows(clean, size)
-            terms["temporal"] = temporal_loss(out, flows, visible)
+            flows, visible = self.clip_flows(scene, size)
+            kept = (~clip.broken).to(visible)[:, :, None, None, None]  # (B, T − 1, 1, 1, 1): pairs an event broke
+            terms["temporal"] = temporal_loss(out, flows, visible * kept)
         return terms
 
-    def degradation(self, frames: Tensor, draws: dict[str, Any]):
-        """This clip step's `degrade.Degradation` (None for images, or when the draw says no)."""
+    def shot_loss(self, logits: list[Tensor], clip: AlteredClip, other: Tensor | None, grid: int) -> Tensor:
+        """Binary cross-entropy of the shot test: the supervised pairs of the clip the network ran on (its logits
+        `(B·(T − 1),)` from the forward, when the mode computed them), and, with another clip per clip, each of its
+        frames against the other clip's frame at the same time (another shot: as many negatives as the clip has
+        frames, so that the test learns from every clip step, not only from the few with a cut)."""
+        predictions, labels = [], []
+        if logits:
+            b, pairs = clip.labelled.shape
+            logit = logits[0].float().view(b, pairs)  # the pairs (j, j + 1) of each clip
+            labelled = clip.labelled.to(logit.device)
+            predictions.append(logit[labelled])
+            labels.append(clip.same_shot.to(logit.device)[labelled])
+        if other is not None:
+            scene = rearrange(clip.scene, "b t c h w -> (b t) c h w")
+            others = rearrange(other.to(scene), "b t c h w -> (b t) c h w")
+            with self.autocast():
+                cross = shot_logits_between(self.model, scene, others, (grid, grid)).float()
+            predictions.append(cross)
+            labels.append(torch.zeros_like(cross))
+        if not predictions:
+            return torch.zeros((), device=self.device)
+        return F.binary_cross_entropy_with_logits(torch.cat(predictions), torch.cat(labels))
+
+    def alter(self, frames: Tensor, draws: dict[str, Any], other: Tensor | None) -> AlteredClip:
+        """This clip step's `AlteredClip` (unaltered for images, or when the draw says no)."""
+        hp = self.hparams
         b, t = frames.shape[:2]
-        p = self.hparams.get("degrade_probability", 0.0)
-        if t == 1 or not p or float(torch.rand((), generator=draws["generator"])) >= p:
-            return None
-        kinds = tuple(self.hparams.get("degradations", KINDS))
-        sigma = tuple(self.hparams.get("blur_sigma", (1.5, 4.0)))
-        return draw_degradation(draws["generator"], b, t, tuple(frames.shape[-2:]), kinds=kinds, sigma=sigma)
+        p_degrade, p_event = hp.get("degrade_probability", 0.0), hp.get("event_probability", 0.0)
+        if t == 1 or not (p_degrade or p_event):
+            return unaltered(frames)
+        events = tuple(hp.get("events", EVENTS))
+        if other is None:
+            events = tuple(e for e in events if e != "cut") or ("fade",)
+        alteration = draw_alteration(
+            draws["generator"], b, t, tuple(frames.shape[-2:]), degrade_probability=p_degrade, event_probability=p_event,
+            degradations=tuple(hp.get("degradations", KINDS)), events=events,
+            blur_sigma=tuple(hp.get("blur_sigma", (1.5, 4.0))),
+        )
+        if alteration is None:
+            return unaltered(frames)
+        return alteration.apply(frames, other, draws["generator"])
 
     @torch.no_grad()
     def clip_flows(self, frames: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -370,14 +433,15 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             "self_consistency": hp.self_consistency_weight,
             "consistency": hp.consistency_weight,
             "temporal": hp.temporal_weight,
-            "degraded": hp.get("degraded_weight", 0.0),
+            "altered": hp.get("altered_weight", 0.0),
+            "shot": hp.get("shot_weight", 0.0),
         }
         return sum(weights[k] * v for k, v in terms.items())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         frames = batch["frames"]  # (B, T, 3, S, S)
         draws = self.draws(frames.shape[0] * frames.shape[1])
-        terms = self.losses(frames, draws)
+        terms = self.losses(frames, draws, batch.get("other"))
         loss = self.weighted(terms)
         kind = "clip" if frames.shape[1] > 1 else "image"
         self.log("train/loss", loss, prog_bar=True)

@@ -142,7 +142,3 @@ def _axis_phases(lr_len: int, hr_len: int, start: int, stop: int | None) -> Axis
         phase_offsets=phase_offsets,
     )
 
-
-def effective_scale(lr_size: tuple[int, int], hr_size: tuple[int, int]) -> tuple[float, float]:
-    """The scale the grid really has: `(H / h, W / w)`."""
-    return hr_size[0] / lr_size[0], hr_size[1] / lr_size[1]

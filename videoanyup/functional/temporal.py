@@ -16,6 +16,17 @@ def mirrored_index(index: int, length: int) -> int:
     return index if index < length else max(0, 2 * (length - 1) - index)
 
 
+def lookahead_window(t: int, k: int, length: int | None = None) -> list[int]:
+    """Frames t, t+1, …, t+k of a clip of `length` frames, mirrored past its end (None: not known yet, no
+    mirroring). The one definition of look-ahead padding, for both networks, their clips and their streams."""
+    return [i if length is None else mirrored_index(i, length) for i in range(t, t + k + 1)]
+
+
+def padded_indices(length: int, k: int) -> list[int]:
+    """The frames of a clip of `length` frames followed by its k mirrored ones: `lookahead_window(0, length + k − 1)`."""
+    return lookahead_window(0, length + k - 1, length)
+
+
 def neighbour_flows(deltas: tuple[int, ...], to_prev: Tensor, to_next: Tensor | None) -> list[Tensor]:
     """Flows t → t + Δ `(B, T, 2, h, w)` per Δ, from the one-step flows `(B, T − 1, 2, h, w)`.
 

@@ -12,7 +12,6 @@ from videoanyup.layers.local_attention import FlowGuidedWindowAttention
 from videoanyup.layers.motion_compensation import SecondOrderMotionCompensation
 from videoanyup.layers.residual import ResidualBlock, ResidualStack
 from videoanyup.layers.spynet import SPyNet
-from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.window_attention import WindowAttention, WindowPlan
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "SPyNet",
     "SecondOrderDeformableAlignment",
     "SecondOrderMotionCompensation",
-    "TemporalBlend",
     "WindowAttention",
     "WindowPlan",
     "attention_probabilities",

@@ -10,8 +10,11 @@ module compares frame t's code with frame s's code read at the window centre of 
 
 and gives a small convolutional head (3×3 then 1×1, per neighbour, shared by all Δ) the cue of that
 neighbour, the mean cue over the neighbours present (high where frame t disagrees with every neighbour:
-frame t is degraded there; high for one neighbour only: that neighbour is occluded there) and |Δ|/2. Its
-output, one logit per head, is added to every candidate of neighbour s read by the queries of cell c. Adding
+frame t is degraded there; high for one neighbour only: that neighbour is occluded there), |Δ|/2 and the
+contrast-normalised pair cues of `frame_cues.py` (is the neighbour sharper here, is it the same content, did
+the whole frame's brightness or contrast change): the codes disagree on a blurred frame and on a faded one
+alike, and only those cues tell a degradation (lean on the neighbour) from a scene event (keep frame t's own).
+Its output, one logit per head, is added to every candidate of neighbour s read by the queries of cell c. Adding
 the same logit to all of a neighbour's candidates only moves weight between frames, so the output stays a
 convex combination of the same candidates. The last layer is zero-initialised: an untrained bias is 0, so
 weights trained without it load unchanged and give the same output.
@@ -24,8 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videoanyup.functional.warp import base_grid, flow_warp
+from videoanyup.layers.frame_cues import PAIR_CUES
 
 CUES = 2  # 1 − cosine and mean absolute difference of the codes
+INPUTS = 2 * CUES + 1 + PAIR_CUES
 # The head's output is multiplied by this: under Adam a parameter moves by about the learning rate per step
 # whatever its gradient, so a zero-initialised head that is to move logits by several units within a short
 # fine-tune needs its output scaled up (unscaled, 1150 steps at 1e-3 moved the bias by ~0.06 inside a grey box).
@@ -57,19 +62,23 @@ class AgreementBias(nn.Module):
     def __init__(self, heads: int, hidden: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(2 * CUES + 1, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, heads, 1)
+            nn.Conv2d(INPUTS, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, heads, 1)
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, code: Tensor, others: Tensor, centres: Tensor, deltas: tuple[int, ...], present: Tensor) -> Tensor:
+    def forward(
+        self, code: Tensor, others: Tensor, centres: Tensor, deltas: tuple[int, ...], present: Tensor, pair: Tensor
+    ) -> Tensor:
         """The bias `(N, D, heads, h, w)`.
 
         Args:
             code: `(N, S, h, w)` code of frame t; others: `(N, D, S, h, w)` codes of the neighbours t + Δ;
             centres: `(N, D, 2, h, w)` their window centres; deltas: the D offsets Δ;
-            present: `(N, D)` bool, the neighbour is in the clip (absent ones are left out of the mean; their
-                candidates are masked by the caller).
+            present: `(N, D)` bool, the neighbour is in the clip, or a float weight in [0, 1] (its same-shot
+                probability): each neighbour counts in the mean by it (absent ones, and those behind a cut, are left
+                out; their candidates are masked by the caller);
+            pair: `(N, D, PAIR_CUES, h, w)` the contrast-normalised cues of frame t against each neighbour.
         """
         n, d = others.shape[:2]
         h, w = code.shape[-2:]
@@ -81,6 +90,7 @@ class AgreementBias(nn.Module):
         mean = (cues * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp_min(1.0)  # (N, 1, 2, h, w)
         distance = torch.tensor([abs(x) / 2 for x in deltas], dtype=cues.dtype, device=cues.device)
         inputs = torch.cat(
-            [cues, mean.expand(n, d, CUES, h, w), distance.view(1, d, 1, 1, 1).expand(n, d, 1, h, w)], dim=2
-        )  # (N, D, 2·CUES + 1, h, w)
+            [cues, mean.expand(n, d, CUES, h, w), distance.view(1, d, 1, 1, 1).expand(n, d, 1, h, w), pair.to(cues.dtype)],
+            dim=2,
+        )  # (N, D, INPUTS, h, w)
         return OUTPUT_SCALE * self.net(inputs.flatten(0, 1)).view(n, d, -1, h, w)

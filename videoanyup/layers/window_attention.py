@@ -19,7 +19,7 @@ raw LR feature vectors: every output vector is a convex combination of its windo
 Everything about the blocks that does not depend on the content is made once per grid and call shape
 (`window_plan.WindowPlan.blocks`) and cached with the plan, and the neighbour candidates' read positions
 once per call, so a frame runs a fixed sequence of tensor operations with no host read of a tensor value
-(issue 17: a GPU's launch queue never stalls, and `torch.compile` traces it as one graph).
+(a GPU's launch queue never stalls, and `torch.compile` traces it as one graph).
 """
 
 from __future__ import annotations
@@ -32,13 +32,7 @@ from torch import Tensor, nn
 from videoanyup.functional.grid import axis_phases
 from videoanyup.layers.attention_backend import attention_probabilities, check_backend
 from videoanyup.layers.hyper_kernel import HyperKernel, _version
-from videoanyup.layers.temporal_candidates import (
-    NeighbourCandidates,
-    bilinear_taps,
-    lerp_taps,
-    nearest_taps,
-    outside_extent,
-)
+from videoanyup.layers.temporal_candidates import NeighbourCandidates, cell_rows, outside_extent
 from videoanyup.layers.window_plan import (  # noqa: F401  (axis_runs, window_neighbours: re-exported)
     AttentionBlock,
     AxisRuns,
@@ -59,7 +53,7 @@ PLAN_CACHE = 4  # grids whose plans are kept (inference): a video keeps its grid
 
 def default_query_tile(device: torch.device) -> int:
     """HR queries per block when none is asked for: small on the CPU (cache-friendly), larger on an accelerator,
-    where the count of kernel launches, not the arithmetic, sets the time (issue 17). The result does not
+    where the count of kernel launches, not the arithmetic, sets the time. The result does not
     depend on it."""
     return DEFAULT_QUERY_TILE if torch.device(device).type == "cpu" else ACCELERATOR_QUERY_TILE
 
@@ -73,7 +67,8 @@ class WindowAttention(nn.Module):
         heads: attention heads (their probabilities are averaged).
         head_dim: query/key width per head.
         window: side of the LR window, odd.
-        prior: whether to add the hyper-kernel logit prior over (scale, HR phase, window offset).
+        hyper_kernel: whether to add the hyper-kernel logit prior over (scale, HR phase, window offset) (the
+            `prior` attribute; "prior" in this module always means it).
         prior_options: options of `HyperKernel` (frequencies, group_dim, hidden, depth).
         backend: "sdpa" (default), "math" or "xformers" (CUDA), see `attention_backend`.
     """
@@ -86,7 +81,7 @@ class WindowAttention(nn.Module):
         heads: int = 4,
         head_dim: int = 16,
         window: int = 7,
-        prior: bool = True,
+        hyper_kernel: bool = True,
         prior_options: dict | None = None,
         backend: str = "sdpa",
     ) -> None:
@@ -97,7 +92,7 @@ class WindowAttention(nn.Module):
         self.backend = check_backend(backend)
         self.query = nn.Conv2d(query_channels, heads * head_dim, 1)
         self.key = nn.Conv2d(key_channels, heads * head_dim, 1)
-        self.prior = HyperKernel(heads, window_offsets(window), **(prior_options or {})) if prior else None
+        self.prior = HyperKernel(heads, window_offsets(window), **(prior_options or {})) if hyper_kernel else None
         self._plans: dict[tuple, WindowPlan] = {}
 
     def plan(self, lr_size: tuple[int, int], hr_size: tuple[int, int], device) -> WindowPlan:
@@ -231,54 +226,44 @@ class WindowAttention(nn.Module):
     def _neighbour_reads(self, nb: NeighbourCandidates, lr_size: tuple[int, int]) -> dict[str, Tensor]:
         """Where every cell reads its neighbour candidates, worked out once per call for all cells.
 
-        Returns the flat key `(Nc·h·w, heads·d)` and value `(Nc·h·w, C)` tables, the bilinear taps of keys and
-        values (rows `(h·w, N, D, K, 4)`, fx, fy `(h·w, N, D, K, 1)`: cell-major, so a block's are a view)
-        and the candidates' logit bias `(N, h·w, heads, 1, D·K)` (−inf: outside the frame or the clip).
+        Returns the flat key `(Nc·h·w, heads·d)` and value `(Nc·h·w, C)` tables, the rows of keys and values
+        (`(h·w, N, D, K)`: cell-major, so a block's are a view), the candidates' logit bias
+        `(N, h·w, heads, 1, D·K)` (−inf: outside the frame or the clip) and where each candidate sits relative
+        to its cell (`_candidate_offsets`).
         """
         other_keys = self.key(nb.keys.to(self.key.weight.dtype))  # (Nc, heads·d, h, w)
         n, d, kk = nb.frame.shape[0], nb.frame.shape[1], nb.cells.shape[0]
         centre = nb.centre.flatten(3).permute(3, 0, 1, 2)  # (h·w, N, D, 2)
-        residual = None
-        if nb.snap:  # frame s's own cells: the window around the rounded centre
-            rounded = centre.round()
-            centre, residual = rounded, centre - rounded  # residual (h·w, N, D, 2), in [−0.5, 0.5]
-        position = centre[:, :, :, None, :] + nb.cells  # (h·w, N, D, K, 2)
-        taps = nearest_taps if nb.snap else bilinear_taps
-        key_taps = taps(nb.key_frame[None, :, :, None], position, lr_size)  # rows (h·w, N, D, K, 4 or 1)
-        key_rows, fx, fy = (key_taps, None, None) if nb.snap else key_taps
+        rounded = centre.round()  # frame s's own cells: the window around the rounded centre
+        residual = centre - rounded  # (h·w, N, D, 2), in [−0.5, 0.5]
+        position = rounded[:, :, :, None, :] + nb.cells  # (h·w, N, D, K, 2)
+        key_rows = cell_rows(nb.key_frame[None, :, :, None], position, lr_size)  # (h·w, N, D, K)
         value_rows = key_rows
         if nb.key_frame is not nb.frame:  # look-ahead: future keys come from another table
-            value_taps = taps(nb.frame[None, :, :, None], position, lr_size)
-            value_rows = value_taps if nb.snap else value_taps[0]
+            value_rows = cell_rows(nb.frame[None, :, :, None], position, lr_size)
         outside = outside_extent(position, lr_size).permute(1, 0, 2, 3)  # (N, h·w, D, K)
         bias = nb.bias.permute(0, 2, 1, 3).reshape(n, 1, -1, 1, d * kk)  # (N, 1, heads, 1, D·K)
-        if nb.cell_bias is not None:  # one logit per (cell, head, neighbour), the same for its K candidates
-            per_cell = nb.cell_bias.flatten(3).permute(0, 3, 2, 1)  # (N, h·w, heads, D)
-            per_cell = per_cell[..., None].expand(*per_cell.shape, kk).reshape(n, per_cell.shape[1], -1, 1, d * kk)
-            bias = bias + per_cell.to(bias.dtype)  # (N, h·w, heads, 1, D·K)
+        per_cell = nb.cell_bias.flatten(3).permute(0, 3, 2, 1)  # (N, h·w, heads, D): one logit per (cell, head, neighbour)
+        per_cell = per_cell[..., None].expand(*per_cell.shape, kk).reshape(n, per_cell.shape[1], -1, 1, d * kk)
+        bias = bias + per_cell.to(bias.dtype)  # (N, h·w, heads, 1, D·K)
         bias = bias.masked_fill(outside.reshape(n, -1, 1, 1, d * kk), float("-inf"))  # (N, h·w, heads, 1, D·K)
         return {
             "keys": rearrange(other_keys, "n e h w -> (n h w) e"),  # (Nc·h·w, heads·d)
             "values": rearrange(nb.values, "n c h w -> (n h w) c"),  # (Nc·h·w, C)
             "key_rows": key_rows,
             "value_rows": value_rows,
-            "fx": fx,
-            "fy": fy,
             "bias": bias,
             "displacement": nb.displacement,
             "distance": nb.distance,
-            "candidate_offset": None if nb.displacement is None else self._candidate_offsets(nb, residual),
+            "candidate_offset": self._candidate_offsets(nb, residual),
         }
 
     @staticmethod
-    def _candidate_offsets(nb: NeighbourCandidates, residual: Tensor | None) -> Tensor:
+    def _candidate_offsets(nb: NeighbourCandidates, residual: Tensor) -> Tensor:
         """`(N, h·w, D, 2, side)`: o − ρ per axis (x, y) — where each candidate sits, carried back into frame t,
         relative to its cell — worked out once per call; a block subtracts its queries' offsets φ."""
         side = round(nb.cells.shape[0] ** 0.5)
         offsets = torch.arange(side, device=nb.centre.device, dtype=nb.centre.dtype) - side // 2  # (side,)
-        n, d, _, h, w = nb.centre.shape
-        if residual is None:  # bilinear reads sit on frame t's cells
-            return offsets.expand(n, h * w, d, 2, side)
         return offsets - residual.permute(1, 0, 2, 3)[..., None]  # (N, h·w, D, 2, side)
 
     def _block_prior(self, plan: WindowPlan, block: AttentionBlock) -> Tensor:
@@ -372,14 +357,13 @@ class WindowAttention(nn.Module):
         """
         c0, c1 = block.cells
         n, m, heads = k.shape[0], k.shape[1], k.shape[2]
-        fx, fy = (None, None) if reads["fx"] is None else (reads["fx"][c0:c1], reads["fy"][c0:c1])
-        kt = lerp_taps(reads["keys"], reads["key_rows"][c0:c1], fx, fy)  # (cells, N, D, K, heads·d)
-        vt = lerp_taps(reads["values"], reads["value_rows"][c0:c1], fx, fy)  # (cells, N, D, K, C)
+        key_rows, value_rows = reads["key_rows"][c0:c1], reads["value_rows"][c0:c1]  # (cells, N, D, K)
+        kt = reads["keys"].index_select(0, key_rows.reshape(-1)).view(*key_rows.shape, -1)  # (cells, N, D, K, heads·d)
+        vt = reads["values"].index_select(0, value_rows.reshape(-1)).view(*value_rows.shape, -1)  # (cells, N, D, K, C)
         kt = rearrange(kt, "m n f o (e d) -> n m e (f o) d", e=self.heads)  # (N, cells, heads, D·K, d)
         vt = rearrange(vt, "m n f o c -> n m (f o) c")  # (N, cells, D·K, C)
         extra = reads["bias"][:, c0:c1]  # (N, cells, heads, 1, D·K)
-        if reads["displacement"] is not None:
-            extra = extra + self._displacement_bias(reads, plan, (c0, c1)).to(extra.dtype)
+        extra = extra + self._displacement_bias(reads, plan, (c0, c1)).to(extra.dtype)
         own = bias.expand(n, m, heads, queries, bias.shape[-1])
         extra = extra.to(own.dtype).expand(n, m, heads, queries, extra.shape[-1])
         return (

@@ -1,4 +1,4 @@
-"""The content-independent geometry of window attention on one grid, made once (DESIGN.md §5.3, issue 17).
+"""The content-independent geometry of window attention on one grid, made once (DESIGN.md §5.3).
 
 Window attention groups the HR queries by their nearest LR cell (`axis_runs`), gathers each cell's
 `window × window` neighbours once (`window_neighbours`), and attends a block of cells at a time so that at

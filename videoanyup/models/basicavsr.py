@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import Tensor
 
 from videoanyup.functional.grid import Region, check_region, output_size
-from videoanyup.functional.temporal import mirrored_index
+from videoanyup.functional.temporal import padded_indices
 from videoanyup.layers.feature_propagation import FeaturePropagation
 from videoanyup.layers.frequency_prior import FrequencyPrior
 from videoanyup.layers.hyper_upsampler import HyperUpsampler
@@ -86,6 +86,7 @@ class BasicAVSR(ConfiguredNetwork):
     config_class = BasicAVSRConfig
     configs = CONFIGS
     modes = MODES
+    stream_modes = ("unidirectional", "lookahead")
     kind = "basicavsr"
 
     def __init__(self, config: BasicAVSRConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
@@ -131,13 +132,6 @@ class BasicAVSR(ConfiguredNetwork):
         flow = self.spynet(rearrange(ref, "b t c h w -> (b t) c h w"), rearrange(supp, "b t c h w -> (b t) c h w"))
         return rearrange(flow, "(b t) c h w -> b t c h w", b=b)
 
-    def _lookahead_contexts(self, lr: Tensor, feats: Tensor) -> Tensor:
-        """Look-ahead contexts of every frame, `(B, T, C, h, w)`."""
-        t, k = lr.shape[1], self.config.lookahead
-        padded = [mirrored_index(i, t) for i in range(t + k)]
-        steps = self.flows(lr[:, padded[:-1]], lr[:, padded[1:]])  # (B, T+k−1, 2, h, w)
-        return self.propagation.lookahead_contexts(feats, steps)
-
     def forward(
         self,
         lr: Tensor,
@@ -166,20 +160,16 @@ class BasicAVSR(ConfiguredNetwork):
         region = check_region(region, hr_size)
 
         feats = rearrange(self.extract(rearrange(lr, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=b)
-        flows_to_prev = self.flows(lr[:, 1:], lr[:, :-1]) if t > 1 else None  # f_{t→t−1}, (B, T−1, 2, h, w)
-        if mode == "bidirectional":
-            flows_to_next = self.flows(lr[:, :-1], lr[:, 1:]) if t > 1 else None  # f_{t→t+1}
-            context = self.propagation.backward_states(feats, flows_to_next)
-        elif mode == "lookahead":
-            context = self._lookahead_contexts(lr, feats)
-        else:
-            context = None
-
-        outputs, loop = [], self.propagation.recurrence()  # the forward branch, shared with the stream
-        for i in range(t):
-            flow = flows_to_prev[:, i - 1] if loop.started else None  # f_{i→i−1}
-            state = loop.step(feats[:, i], None if context is None else context[:, i], flow)
-            outputs.append(self.upsampler(state, lr[:, i], hr_size, region))
+        flows_to_prev = self.flows(lr[:, 1:], lr[:, :-1]) if t > 1 and mode != "perframe" else None  # f_{t→t−1}
+        flows_to_next = self.flows(lr[:, :-1], lr[:, 1:]) if t > 1 and mode == "bidirectional" else None  # f_{t→t+1}
+        steps = None
+        if mode == "lookahead":  # flows between consecutive mirrored-padded frames, (B, T+k−1, 2, h, w)
+            padded = padded_indices(t, self.config.lookahead)
+            steps = self.flows(lr[:, padded[:-1]], lr[:, padded[1:]])
+        states = self.propagation.iterate(
+            feats, mode=mode, flows_to_prev=flows_to_prev, flows_to_next=flows_to_next, lookahead_steps=steps
+        )  # the one recurrent driver, shared with VideoAnyUp; the streams step its loop
+        outputs = [self.upsampler(state, lr[:, i], hr_size, region) for i, state in enumerate(states)]
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
         return (out[:, 0] if was_image else out).to(in_dtype)
 

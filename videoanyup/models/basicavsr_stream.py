@@ -15,22 +15,9 @@ import torch
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.functional.temporal import mirrored_index
+from videoanyup.functional.temporal import lookahead_window
 from videoanyup.layers.feature_propagation import advance_forward
 from videoanyup.validation import check_finite, check_tensor, check_unit_range, compute_dtype
-
-
-STREAM_MODES = ("unidirectional", "lookahead")
-
-
-def default_stream_mode(model) -> str:
-    """The mode a stream runs when none is given: the model's own if it streams, else the first streaming
-    mode its weights were trained for ("unidirectional" for an untrained model or one trained for none)."""
-    trained = STREAM_MODES if model.trained_modes is None else model.trained_modes
-    for mode in (model.config.mode, *STREAM_MODES):
-        if mode in STREAM_MODES and mode in trained:
-            return mode
-    return "unidirectional"  # check_mode then names the modes these weights were trained for
 
 
 class BasicAVSRStream:
@@ -39,7 +26,7 @@ class BasicAVSRStream:
     Args:
         model: a `BasicAVSR`.
         scale / size: as in `BasicAVSR.forward` (exactly one).
-        mode: "unidirectional" or "lookahead" (default: `default_stream_mode(model)`).
+        mode: "unidirectional" or "lookahead" (default: `model.default_stream_mode()`).
         compile: run each frame's step (flow to the previous frame, look-ahead context, recurrent step,
             upsampler) and the feature extraction through `torch.compile` (True: the default backend,
             inductor; or a backend's name). The step traces as one graph: the upsampler's grid, kernels and
@@ -56,8 +43,8 @@ class BasicAVSRStream:
         mode: str | None = None,
         compile: bool | str = False,
     ) -> None:
-        mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
-        if mode not in STREAM_MODES:
+        mode = model.check_mode(model.default_stream_mode() if mode is None else mode)
+        if mode not in model.stream_modes:
             raise ValueError(f"mode={mode!r} cannot stream: use 'unidirectional' or 'lookahead' (bidirectional needs the whole clip)")
         if (scale is None) == (size is None):
             raise ValueError(f"give exactly one of scale and size, got scale={scale!r}, size={size!r}")
@@ -118,7 +105,7 @@ class BasicAVSRStream:
         first = total - len(history)  # clip index of history[0]
         while self.emitted < total:
             t = self.emitted
-            window = [mirrored_index(t + j, total) - first for j in range(self.k + 1)]
+            window = [i - first for i in lookahead_window(t, self.k, total)]
             frames = [history[i] for i in window]
             feats = [history_feats[i] for i in window]
             steps = [self.model.spynet(frames[j], frames[j + 1]) for j in range(self.k)]

@@ -25,12 +25,14 @@ from videoanyup.checkpoint import (
 class ConfiguredNetwork(nn.Module):
     """Base of `BasicAVSR` and `VideoAnyUp`.
 
-    Subclasses set `config_class`, `configs`, `modes`, `kind` and call `super().__init__(config, trained_modes)`.
+    Subclasses set `config_class`, `configs`, `modes`, `stream_modes` (the modes a stream runs), `kind` and call
+    `super().__init__(config, trained_modes)`.
     """
 
     config_class: ClassVar[type]
     configs: ClassVar[dict[str, Any]]
     modes: ClassVar[tuple[str, ...]]
+    stream_modes: ClassVar[tuple[str, ...]]
     kind: ClassVar[str]
 
     def __init__(self, config: Any, trained_modes: Sequence[str] | None) -> None:
@@ -58,7 +60,9 @@ class ConfiguredNetwork(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path):
-        """Load a checkpoint folder, or bundled weights by name, strictly."""
+        """Load a checkpoint folder, or bundled weights by name, strictly; returned in eval mode (as
+        transformers does: no layer of either network behaves differently in training, so this only makes the
+        module's state say what it is for)."""
         folder = resolve_checkpoint(path_or_name, cls.kind)
         record, state = read_checkpoint(folder)
         trained_modes = record.pop("trained_modes", None)
@@ -68,7 +72,7 @@ class ConfiguredNetwork(nn.Module):
             raise ValueError(f"{folder}/config.json has fields {cls.config_class.__name__} does not know: {unknown}")
         model = build_from_config(folder / CONFIG_FILE, lambda: cls(cls.config_class(**record), trained_modes=trained_modes))
         load_state_strict(model, state, str(folder))
-        return model
+        return model.eval()
 
     def check_mode(self, mode: str | None) -> str:
         """The mode to run (default: the config's); refuses modes the weights were not trained for."""
@@ -81,3 +85,15 @@ class ConfiguredNetwork(nn.Module):
                 "are out of distribution (train a checkpoint for that mode, or pick one of those)"
             )
         return mode
+
+    def default_stream_mode(self) -> str:
+        """The mode a stream runs when none is given: the model's own if it streams and the weights serve it,
+        else the first streaming mode the weights were trained for."""
+        trained = self.stream_modes if self.trained_modes is None else self.trained_modes
+        for mode in (self.config.mode, *self.stream_modes):
+            if mode in self.stream_modes and mode in trained:
+                return mode
+        raise ValueError(
+            f"these weights were trained for {list(self.trained_modes)} only, and none of them streams; "
+            f"a stream needs one of {list(self.stream_modes)}"
+        )

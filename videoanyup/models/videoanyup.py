@@ -1,44 +1,46 @@
 """VideoAnyUp: temporally consistent upsampling of the features of any backbone (DESIGN.md §5).
 
-Per clip: per-pixel normalised features → the feature-agnostic descriptor; RGB guidance encoded at the
-output grid (queries) and pooled to the LR grid (keys); SPyNet flows between guidance frames at a reduced
-resolution; a hidden state propagated over the LR grid (bidirectional, unidirectional, look-ahead or per
-frame); window attention from HR queries to LR keys whose head-averaged weights mix the raw LR features;
-with `temporal_window` > 0, the same attention also reads a small window in each neighbouring frame,
-centred where the flow carries the cell (spatio-temporal convex attention, `TemporalCandidates`);
-optionally the queries' HR guidance fused with the guidance of frames t±1 warped to t (`GuidanceFusion`),
-which may take a much sharper neighbour's guidance outright (the parameter-free sharpness prior);
-optionally an occlusion-aware blend of the warped previous output. Every output vector is a convex
-combination of input feature vectors (of several frames), so the output lives in the input's feature
-space whatever C is.
+The method, per clip:
 
-`forward` returns the whole `(B, T, C, H, W)` output; `iter_chunks` runs the same steps but yields it one
-frame chunk at a time (the LR-grid steps once for the clip, the HR attention per chunk), for clips whose
-HR features do not fit in memory.
+1. per frame: per-pixel normalised features → the feature-agnostic descriptor; the RGB guidance encoded at
+   the output grid (the queries) and pooled to the LR grid (the keys); the frame code; the frame's
+   contrast-normalised structure (`frame_cues.py`);
+2. on the LR grid: SPyNet flows between consecutive guidance frames (at `flow_scale` × the LR grid), the
+   learned shot test of each pair (`ShotTest`: a cut stops everything that crosses it), a hidden state
+   propagated in the mode (bidirectional, unidirectional, look-ahead or per frame; `FeaturePropagation`),
+   the keys;
+3. per frame (`frame_step.frame_step`): the windows of the neighbouring frames' own cells placed by the
+   composed flows, weighted by the displacement and agreement biases (`TemporalCandidates`); the queries'
+   guidance fused with frames t±1's (`GuidanceFusion`); window attention from the HR queries to the LR keys
+   whose head-averaged weights mix the raw LR features of every candidate.
+
+Every output vector is a convex combination of input feature vectors (of several frames), so the output lives
+in the input's feature space whatever C is. What decides how much frame t leans on its neighbours is learned
+and runs the same in training and inference (no layer behaves differently in `train()` and `eval()`).
+
+`forward` returns the whole `(B, T, C, H, W)` output; `iter_chunks` yields it a frame chunk at a time; a
+stream (`stream()`) runs the same per-frame step as frames arrive.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Sequence
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from videoanyup.functional.grid import output_size
-from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_agnostic import FeatureAgnosticLayer, l2_normalise
 from videoanyup.layers.feature_propagation import MODES, FeaturePropagation
 from videoanyup.layers.guidance_encoder import GuidanceEncoder, resize_guidance
 from videoanyup.layers.guidance_fusion import GuidanceFusion
 from videoanyup.layers.residual import ResidualStack
-from videoanyup.layers.sharpness_prior import FINE_PIXELS, energy_window
+from videoanyup.layers.shot_test import ShotTest
 from videoanyup.layers.spynet import SPyNet
-from videoanyup.layers.temporal_blend import TemporalBlend
 from videoanyup.layers.temporal_candidates import TemporalCandidates, neighbour_deltas
 from videoanyup.layers.window_attention import WindowAttention
-from videoanyup.models.clip_neighbours import clip_flows, fold, neighbour_plan
+from videoanyup.models.clip_source import ClipSource, prepare_clip
+from videoanyup.models.frame_step import frame_step
 from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.models.videoanyup_config import CONFIGS, VideoAnyUpConfig
 from videoanyup.validation import check_positive_int, check_video, compute_dtype
@@ -57,6 +59,7 @@ class VideoAnyUp(ConfiguredNetwork):
     config_class = VideoAnyUpConfig
     configs = CONFIGS
     modes = MODES
+    stream_modes = ("unidirectional", "lookahead", "perframe")
     kind = KIND
 
     def __init__(self, config: VideoAnyUpConfig | None = None, *, trained_modes: Sequence[str] | None = None) -> None:
@@ -70,11 +73,12 @@ class VideoAnyUp(ConfiguredNetwork):
         self.propagation = FeaturePropagation(
             s,
             blocks=config.propagation_blocks,
-            window=config.attention_window,
+            window=config.alignment_window,
             deform_groups=config.deform_groups,
             offset_layers=config.offset_layers,
             lookahead=config.lookahead,
         )
+        self.shot = ShotTest(config.shot_hidden)
         self.key_net = ResidualStack(g + config.basis + s, config.key_channels, config.key_blocks)
         self.attention = WindowAttention(
             g,
@@ -82,7 +86,7 @@ class VideoAnyUp(ConfiguredNetwork):
             heads=config.heads,
             head_dim=config.head_dim,
             window=config.window,
-            prior=config.prior,
+            hyper_kernel=config.hyper_kernel,
             prior_options=dict(
                 frequencies=config.hyper_frequencies,
                 group_dim=config.hyper_group_dim,
@@ -91,35 +95,19 @@ class VideoAnyUp(ConfiguredNetwork):
             ),
             backend=config.backend,
         )
-        self.blend = (
-            TemporalBlend(g, hidden=config.blend_channels, feature_cue=config.blend_feature_cue)
-            if config.temporal_blend
-            else None
-        )
-        self.temporal = (
-            TemporalCandidates(
+        self.temporal, self.fusion = None, None
+        if config.neighbour_window:
+            self.temporal = TemporalCandidates(
                 s,
                 heads=config.heads,
-                side=config.temporal_window,
+                side=config.neighbour_window,
                 max_delta=max(config.temporal_reach, config.lookahead),
                 hidden=config.temporal_hidden,
-                reads=config.temporal_reads,
-                displacement_bias=config.temporal_displacement_bias,
-                agreement_bias=config.temporal_agreement_bias,
             )
-            if config.temporal_window
-            else None
-        )
-        if config.temporal_sharpness_prior and not config.temporal_guidance:
-            raise ValueError("temporal_sharpness_prior=True needs temporal_guidance=True (the prior adds to its fusion)")
-        self.fusion = (
-            GuidanceFusion(g, hidden=config.temporal_guidance_hidden, sharpness_prior=config.temporal_sharpness_prior)
-            if config.temporal_guidance
-            else None
-        )
+            self.fusion = GuidanceFusion(g, hidden=config.fusion_hidden)
 
     def neighbour_deltas(self, mode: str) -> tuple[int, ...]:
-        """The temporal offsets Δ of the neighbour windows `mode` reads (none without `temporal_window`)."""
+        """The temporal offsets Δ of the neighbour windows `mode` reads (none without neighbour windows)."""
         if self.temporal is None:
             return ()
         return neighbour_deltas(mode, reach=self.config.temporal_reach, lookahead=self.config.lookahead)
@@ -147,7 +135,7 @@ class VideoAnyUp(ConfiguredNetwork):
         f = self.config.flow_scale
         return min(f * lr_size[0], video_size[0]), min(f * lr_size[1], video_size[1])
 
-    # -- the method's steps -----------------------------------------------------------------------
+    # -- the parts of the method's steps ----------------------------------------------------------
     def describe(self, feats: Tensor, frames: Tensor, hr_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
         """Per-frame LR inputs of the keys and the propagation, and the HR guidance.
 
@@ -169,22 +157,11 @@ class VideoAnyUp(ConfiguredNetwork):
         dtype = self.spynet.mean.dtype
         return self.spynet(ref.to(dtype), supp.to(dtype))
 
-    def fine_size(self, hr_size: tuple[int, int], video_size: tuple[int, int]) -> tuple[int, int]:
-        """Where the sharpness prior's SPyNet runs: the HR size, at most the video's and `FINE_PIXELS`."""
-        fh, fw = min(hr_size[0], video_size[0]), min(hr_size[1], video_size[1])
-        shrink = min(1.0, math.sqrt(FINE_PIXELS / (fh * fw)))
-        return max(1, round(fh * shrink)), max(1, round(fw * shrink))
-
-    def fine_flow(self, ref: Tensor, supp: Tensor, hr_size: tuple[int, int]) -> Tensor:
-        """SPyNet flow ref → supp on video frames `(N, 3, H0, W0)` at `fine_size` → `(N, 2, H, W)` in HR pixels
-        (the sharpness prior's alignment)."""
-        fine = self.fine_size(hr_size, tuple(ref.shape[-2:]))
-        return resize_flow(self.flow(resize_guidance(ref, fine), resize_guidance(supp, fine)), hr_size)
-
     def keys(self, pooled: Tensor, descriptor: Tensor, state: Tensor) -> Tensor:
         """LR key features: `[pooled guidance ‖ descriptor ‖ state]` → `(N, key_channels, h, w)`."""
         return self.key_net(torch.cat([pooled, descriptor, state], dim=1))
 
+    # -- the method -------------------------------------------------------------------------------
     def forward(
         self,
         feats: Tensor,
@@ -211,7 +188,7 @@ class VideoAnyUp(ConfiguredNetwork):
         """
         feats, video, was_image, mode, hr_size = self._resolve(feats, video, size, scale, mode)
         chunk = feats.shape[1] if chunk_frames is None else check_positive_int(chunk_frames, "chunk_frames")
-        if torch.is_grad_enabled():  # the chunks are stacked at the end
+        if torch.is_grad_enabled():  # the frames are stacked at the end
             out = torch.cat([part for _, part in self._chunks(feats, video, mode, hr_size, chunk, query_tile)], dim=1)
         else:  # the frames are written into one preallocated output
             out = feats.new_empty(*feats.shape[:3], *hr_size)  # (B, T, C, H, W)
@@ -232,11 +209,9 @@ class VideoAnyUp(ConfiguredNetwork):
     ) -> Iterator[tuple[int, Tensor]]:
         """The output of `forward`, one frame chunk at a time, so the whole HR clip is never held.
 
-        Steps 1–2 (descriptors, flows, propagation, keys: all on the LR grid) run once for the whole clip
-        on the first `next()`; step 3 then runs per chunk of `chunk_frames` frames. The optional temporal
-        blend carries the previous chunk's last output across the boundary, and the optional guidance fusion
-        the previous chunk's last guidance (and computes the next chunk's first), so the chunks concatenated
-        along T equal `forward(...)`. The inputs are checked when this is called.
+        Steps 1–2 (all on the LR grid) run once for the whole clip on the first `next()`; step 3 then runs per
+        frame, and each chunk of `chunk_frames` frames is yielded as it is done. The chunks concatenated along T
+        equal `forward(...)`. The inputs are checked when this is called.
 
         Args:
             feats, video, size, scale, mode, query_tile: as for `forward` (an image counts as T = 1).
@@ -272,109 +247,35 @@ class VideoAnyUp(ConfiguredNetwork):
         query_tile: int | None,
         out: Tensor | None = None,
     ) -> Iterator[tuple[int, Tensor]]:
-        """The method's steps on checked `(B, T, C, h, w)` features and `(B, T, 3, H0, W0)` video.
-
-        Yields `(t0, (B, n, C, H, W))` per frame chunk: slices of `out` when it is given (no gradients),
-        else fresh tensors (stacked from the clips' parts when gradients are recorded).
-        """
-        b, t, c, h, w = feats.shape
-        video_size = (int(video.shape[-2]), int(video.shape[-1]))
-
-        def unfold(x: Tensor) -> Tensor:
-            return rearrange(x, "(b t) c h w -> b t c h w", b=b)
-
-        # 1. LR descriptors and pooled guidance per frame chunk (the HR guidance is kept when one chunk
-        #    holds the whole clip, and recomputed in step 3 otherwise).
-        parts = [
-            self.describe(fold(feats[:, t0 : t0 + chunk]), fold(video[:, t0 : t0 + chunk]), hr_size)
-            for t0 in range(0, t, chunk)
-        ]
-        descriptor = torch.cat([unfold(d) for d, _, _ in parts], dim=1)  # (B, T, M, h, w)
-        pooled = torch.cat([unfold(p) for _, p, _ in parts], dim=1)  # (B, T, Cg, h, w)
-        kept = unfold(parts[0][2]) if len(parts) == 1 else None  # (B, T, Cg, H, W)
-        del parts
-
-        # 2. Flows between guidance frames, the state propagated over the LR grid, the keys.
-        small = resize_guidance(fold(video), self.flow_size((h, w), video_size)).to(descriptor.dtype)
-        flows = clip_flows(self, unfold(small), mode, (h, w))
-        codes = unfold(self.code(fold(descriptor), fold(pooled)))  # (B, T, S, h, w)
-        states = self.propagation(
-            codes,
-            mode=mode,
-            flows_to_prev=flows["to_prev"],
-            flows_to_next=flows["to_next"],
-            lookahead_steps=flows["steps"],
-        )
-        keys = unfold(self.keys(fold(pooled), fold(descriptor), fold(states)))  # (B, T, key_channels, h, w)
-        neighbours = neighbour_plan(self, mode, codes, flows, keys, pooled, descriptor)
-        del descriptor, pooled, codes, states
-
-        # 3. Window attention at the output grid per frame chunk, then the optional blend with the previous
-        #    output (the last output and guidance of each clip carry over to the next chunk).
+        """The method on checked `(B, T, C, h, w)` features and `(B, T, 3, H0, W0)` video, a chunk of frames at a
+        time: yields `(t0, (B, n, C, H, W))`, slices of `out` when it is given (no gradients), else fresh tensors
+        (stacked from the frames when gradients are recorded)."""
+        b, t, c = feats.shape[:3]
+        clip = prepare_clip(self, feats, video, mode, hr_size, chunk=chunk)  # steps 1–2, on the LR grid
+        source = ClipSource(self, clip, video, hr_size)
+        plan = self.attention.plan(tuple(feats.shape[-2:]), hr_size, feats.device)  # runs, windows, prior
         record = torch.is_grad_enabled()
-        plan = self.attention.plan((h, w), hr_size, feats.device)  # runs, windows and prior of this grid
-        blend = self.blend is not None and mode != "perframe"
-        fuse = self.fusion is not None and mode != "perframe"
-        grid_flows = flows["prev_on_flow_grid"]  # (B, T − 1, 2, fh, fw) or None
-        next_grid_flows = flows["next_on_flow_grid"] if fuse else None  # (B, T − 1, 2, fh, fw) or None
-        previous: list[Tensor | None] = [None] * b  # (1, C, H, W) output of frame t0 − 1 per clip
-        previous_guidance: list[Tensor | None] = [None] * b  # (1, Cg, H, W)
         for t0 in range(0, t, chunk):
             t1 = min(t, t0 + chunk)
-            if record:
-                target = None
-            else:  # (B, t1 − t0, C, H, W)
+            target = None
+            if not record:
                 target = out[:, t0:t1] if out is not None else feats.new_empty(b, t1 - t0, c, *hr_size)
-            clips = []
-            for i in range(b):
-                if kept is not None:
-                    guidance = kept[i, t0:t1]  # (t1 − t0, Cg, H, W)
-                else:
-                    guidance = self._hr_guidance(video[i, t0:t1], hr_size)
-                candidates = None
-                if neighbours is not None:
-                    table, frame, key_frame, centre, present, cell_bias = neighbours
-                    candidates = self.temporal.candidates(
-                        table[i], feats[i], frame[t0:t1], key_frame[t0:t1], centre[i, t0:t1],
-                        self.neighbour_deltas(mode), present[t0:t1], None if cell_bias is None else cell_bias[i, t0:t1],
-                    )
-                queries = guidance
-                if fuse and grid_flows is not None:
-                    following = None  # frame t1's guidance, read by frame t1 − 1
-                    if next_grid_flows is not None and t1 < t:
-                        following = kept[i, t1 : t1 + 1] if kept is not None else self._hr_guidance(video[i, t1 : t1 + 1], hr_size)
-                    queries = self.fusion.fuse_clip(
-                        guidance, previous_guidance[i], following, grid_flows[i],
-                        None if next_grid_flows is None else next_grid_flows[i], t0,
-                        window=energy_window(hr_size, (h, w)),
-                        fine_flow=lambda j, s, i=i: self.fine_flow(video[i, j : j + 1], video[i, s : s + 1], hr_size),
-                    )
-                result = self.attention(
-                    queries, keys[i, t0:t1], feats[i, t0:t1], query_tile=query_tile,
-                    out=None if record else target[i], plan=plan, neighbours=candidates,
-                )  # (t1 − t0, C, H, W)
-                if blend:
-                    result = self.blend.blend_clip(
-                        result, previous[i], guidance, previous_guidance[i],
-                        None if grid_flows is None else grid_flows[i], t0,
-                    )
-                if blend:  # the caller may change a yielded chunk in place: a copy of what the next chunk reads
-                    previous[i] = result[-1:] if record else result[-1:].clone()
-                if blend or fuse:  # a copy: a view would hold the whole chunk's guidance
-                    previous_guidance[i] = guidance[-1:] if record else guidance[-1:].clone()
-                clips.append(result)
-            yield t0, torch.stack(clips) if record else target  # (B, t1 − t0, C, H, W)
-
-    def _hr_guidance(self, frames: Tensor, hr_size: tuple[int, int]) -> Tensor:
-        """HR guidance `(n, Cg, H, W)` of video frames `(n, 3, H0, W0)`."""
-        return self.guidance(resize_guidance(frames, hr_size))
+            frames = []
+            for i in range(t0, t1):  # step 3, frame by frame
+                result = frame_step(
+                    self, source, i, mode, plan, query_tile=query_tile, out=None if record else target[:, i - t0]
+                )
+                source.release_before(i)
+                if record:
+                    frames.append(result)
+            yield t0, torch.stack(frames, dim=1) if record else target
 
     def stream(
         self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False
     ):
         """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs.
 
-        `compile=True` (or a backend's name) runs each frame's steps through `torch.compile` (see
+        `compile=True` (or a backend's name) runs each frame's step through `torch.compile` (see
         `VideoAnyUpStream`)."""
         from videoanyup.models.videoanyup_stream import VideoAnyUpStream
 

@@ -1,4 +1,9 @@
-"""The architecture of a VideoAnyUp network (`config.json`'s fields) and the named configurations."""
+"""The architecture of a VideoAnyUp network (`config.json`'s fields) and the named configurations.
+
+`CONFIGS["default"]` is exactly the architecture of the bundled `default` weights (a test holds them equal), so
+`VideoAnyUp.from_config("default")` and `torch.hub.load(..., pretrained=False)` build the network those weights
+need. Two fields are ablations (docs/methods.md says what each measured): `hyper_kernel` and `neighbour_window`.
+"""
 
 from __future__ import annotations
 
@@ -9,84 +14,58 @@ from dataclasses import dataclass
 class VideoAnyUpConfig:
     """Architecture of a VideoAnyUp network (the fields of `config.json`)."""
 
+    # Feature-agnostic input layer (AnyUp): M basis filters of side `basis_size`.
     basis: int = 128
     basis_size: int = 5
+    # RGB guidance encoder, with the Laplacian frequency prior of `pyramid_levels` band-pass levels.
     guidance_channels: int = 32
     guidance_blocks: int = 2
     pyramid_levels: int = 3
+    # Propagation of a state over the LR grid (BasicAVSR's machinery): `alignment_window` is the side of the
+    # fine motion compensation's window of integer neighbours around each flow target (2 or 3).
     state_channels: int = 32
     propagation_blocks: int = 1
-    attention_window: int = 2
+    alignment_window: int = 2
     deform_groups: int = 4
     offset_layers: int = 1
-    lookahead: int = 2
-    flow_scale: int = 2
+    lookahead: int = 2  # k, the future frames of the look-ahead mode
+    flow_scale: int = 4  # SPyNet runs on `flow_scale` × the LR grid (at most the video's size)
+    # RGB-guided window attention: `window` × `window` LR cells of frame t.
     key_channels: int = 64
     key_blocks: int = 1
     heads: int = 4
     head_dim: int = 16
     window: int = 7
-    prior: bool = True
+    hyper_kernel: bool = True  # ablation: the logit bias over (scale, HR phase, window offset)
     hyper_frequencies: int = 16
     hyper_group_dim: int = 32
     hyper_hidden: int = 16
     hyper_depth: int = 3
-    temporal_blend: bool = False
-    blend_channels: int = 16
-    blend_feature_cue: bool = False  # the blend's gate also sees 1 − cos(current, warped previous output)
-    backend: str = "sdpa"
+    # Neighbouring frames: a `neighbour_window` × `neighbour_window` window of each neighbour t±1 … t±reach's own
+    # cells joins the attention, and the queries' guidance is fused with frames t±1's (ablation: 0, frame t's
+    # window alone and no fusion; the state is still propagated).
+    neighbour_window: int = 3
+    temporal_reach: int = 2
+    temporal_hidden: int = 16  # width of the offset head, the displacement and agreement biases
+    fusion_hidden: int = 32  # width of the guidance fusion
+    shot_hidden: int = 16  # width of the shot test
+    backend: str = "sdpa"  # attention kernels: "sdpa", "math" or "xformers" (CUDA)
     mode: str = "bidirectional"
-    # Spatio-temporal attention (DESIGN.md §5.5): side of the window read in each neighbouring frame
-    # (0: off, the attention reads frame t only, as every checkpoint written before it did).
-    temporal_window: int = 0
-    temporal_reach: int = 2  # neighbours t−r…t−1 (and t+1…t+r in bidirectional mode)
-    temporal_hidden: int = 16  # width of the head that refines the composed flows (|Δ| ≥ 2)
-    # "bilinear": read at the flow's (fractional) target, i.e. frame s resampled onto frame t's cells;
-    # "cells": frame s's own cells around the rounded target, which fall between frame t's cells.
-    temporal_reads: str = "bilinear"
-    temporal_displacement_bias: bool = False  # a learned bias of each candidate's displacement to the query
-    # A learned per-cell bias of each neighbour from how frame t's code agrees with it at the flow target
-    # (`AgreementBias`): lets the attention leave a frame that disagrees with all of its neighbours there.
-    temporal_agreement_bias: bool = False
-    # Frame t's HR guidance (the queries) completed from frames t±1's, warped by the flow (`GuidanceFusion`): a
-    # blurred frame's queries borrow the edges its neighbours saw (t−1 only in unidirectional mode).
-    temporal_guidance: bool = False
-    temporal_guidance_hidden: int = 32
-    # With `temporal_guidance`: where a neighbour's guidance has far more edge energy than frame t's (a blurred
-    # or flat-filled frame), the queries take the neighbour's, aligned by fine flows (`sharpness_prior.py`; no
-    # parameters, so it can be switched on for weights trained without it; it runs in eval mode only, so training
-    # sees the learned fusion alone).
-    temporal_sharpness_prior: bool = False
 
 
 CONFIGS = {
-    # AnyUp's basis (128 filters of 5×5) and heads, a 7×7 window; encoders narrow enough for 2 CPU threads.
+    # The bundled `default` weights' architecture: AnyUp's basis (128 filters of 5×5) and heads, a 7×7 window,
+    # 3×3 windows in t±1, t±2; encoders narrow enough to train on 2 CPU cores.
     "default": VideoAnyUpConfig(),
-    # The default plus the occlusion-aware blend of the warped previous output.
-    "blend": VideoAnyUpConfig(temporal_blend=True),
-    # The default plus 3×3 windows in the neighbouring frames (spatio-temporal convex attention).
-    "temporal": VideoAnyUpConfig(temporal_window=3),
-    # Neighbour windows on frame s's own cells, placed against each query by a learned displacement bias.
-    "temporal_cells": VideoAnyUpConfig(temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True),
-    # temporal_cells plus the per-cell agreement bias of each neighbour.
-    "temporal_agreement": VideoAnyUpConfig(
-        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True
-    ),
-    # temporal_agreement plus the queries' guidance fused with the warped guidance of frames t±1, and the
-    # sharpness prior (the bundled `default` weights' configuration).
-    "temporal_guidance": VideoAnyUpConfig(
-        temporal_window=3, temporal_reads="cells", temporal_displacement_bias=True, temporal_agreement_bias=True,
-        temporal_guidance=True, temporal_sharpness_prior=True,
-    ),
     # AnyUp-like widths (128-channel guidance, qk dim 128) for GPU training.
     "large": VideoAnyUpConfig(
         guidance_channels=128, state_channels=64, propagation_blocks=2, key_channels=128, key_blocks=2,
         head_dim=32, deform_groups=8, offset_layers=2,
     ),
-    # Tests and laptop experiments.
+    # The same parts at tiny widths: tests and laptop experiments.
     "tiny": VideoAnyUpConfig(
         basis=8, guidance_channels=8, guidance_blocks=1, state_channels=8, deform_groups=2, key_channels=8,
         heads=2, head_dim=4, window=3, hyper_frequencies=4, hyper_group_dim=8, hyper_hidden=8, hyper_depth=2,
-        blend_channels=4,
+        temporal_hidden=8, fusion_hidden=8, shot_hidden=8,
     ),
 }

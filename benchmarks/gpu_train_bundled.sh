@@ -6,7 +6,7 @@
 #               (lite_gpu_modes.yaml, ~1 min); `videoanyup evaluate`'s protocol on the held-out clips, new and shipped.
 #   videoanyup: VideoAnyUp default (configs/upsampler/gpu_single_frame.yaml, ~2.5 min), then the spatio-temporal
 #               CONFIGS["default"] (gpu_default.yaml, ~1.7 min), random backbones; VOS probe (fidelity, temporal
-#               error) and bench_corrupted_frame.py on DAVIS blackswan / breakdance / car-shadow / dog, new and shipped.
+#               error) and bench_altered_frame.py on DAVIS blackswan / breakdance / car-shadow / dog, new and shipped.
 # Every stage has a step budget and a max_time guard; a stage that no longer fits the deadline is skipped and recorded.
 #
 #   bash benchmarks/gpu_train_bundled.sh prepare   # HERE, once: data subset -> shared/data, missing wheels -> .whl/

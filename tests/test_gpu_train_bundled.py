@@ -80,12 +80,12 @@ def test_smoke_run_writes_weights_and_held_out_scores(tiny_data: Path, tmp_path:
     # the bicubic baseline is the same whichever weights are scored
     new, shipped = (scores["lite"]["heldout"][k]["bidirectional"]["average"]["x4"]["bicubic"]["psnr"] for k in ("new", "shipped"))
     assert new == pytest.approx(shipped)
-    # VideoAnyUp: the spatio-temporal configuration, all four modes, probe and corrupted-frame scores of both
+    # VideoAnyUp: the shipped architecture, all four modes, probe and altered-frame scores of both
     up = VideoAnyUp.from_pretrained(str(out / "videoanyup_default"))
-    assert up.config.neighbour_window == 3
+    assert up.config == VideoAnyUp.from_config("default").config
     assert set(up.trained_modes) == {"bidirectional", "unidirectional", "lookahead", "perframe"}
     for label, methods in (("new", {"bilinear", "perframe", "videoanyup"}), ("shipped", {"perframe", "videoanyup"})):
         held = scores["videoanyup"]["heldout"][label]
-        assert {r["method"] for r in held["corrupted_frame"]["rows"]} >= {"bilinear", "perframe", "bidirectional"}
+        assert {r["method"] for r in held["altered_frame"]["rows"]} >= {"bilinear", "perframe", "bidirectional"}
         assert methods | {"featureless"} <= {r["upsampler"] for r in held["vos_probe"]}
-    assert "VideoAnyUp new corrupted frame" in (out / "summary.txt").read_text()
+    assert "VideoAnyUp new altered frame" in (out / "summary.txt").read_text()

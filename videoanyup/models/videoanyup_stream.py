@@ -33,6 +33,7 @@ from videoanyup.layers.sharpness_prior import energy_window
 from videoanyup.layers.window_attention import default_query_tile
 from videoanyup.models.stream_slots import SlotRing
 from videoanyup.validation import compute_dtype
+from videoanyup.validation import MAX_OUTPUT_PIXELS, check_output_size
 
 
 @dataclass
@@ -93,7 +94,9 @@ class VideoAnyUpStream:
         mode: str | None = None,
         query_tile: int | None = None,
         compile: bool | str = False,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> None:
+        self.max_pixels = max_pixels  # the most pixels an output may have (`validation.check_output_size`)
         mode = model.check_mode(default_stream_mode(model) if mode is None else mode)
         if mode == "bidirectional":
             raise ValueError(
@@ -146,6 +149,7 @@ class VideoAnyUpStream:
             video_size = (int(frame.shape[-2]), int(frame.shape[-1]))
             default = self.size is None and self.scale is None
             self.hr_size = video_size if default else output_size(h, w, scale=self.scale, size=self.size)
+            check_output_size(self.hr_size, (h, w), scale=self.scale, max_pixels=self.max_pixels)
             self.video_size = video_size
             attention = self.model.attention
             self.plan = attention.plan((h, w), self.hr_size, feats.device)

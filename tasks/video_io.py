@@ -25,6 +25,7 @@ from torch import Tensor
 
 from videoanyup.tasks import frame_folder, output_guard
 from videoanyup.tasks.frame_folder import IMAGE_SUFFIXES
+from videoanyup.validation import MAX_OUTPUT_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -170,17 +171,20 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(path, "file", count, height, width, fps)
 
 
-def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, start: int = 0, stop: int | None = None, *, max_pixels: int = MAX_OUTPUT_PIXELS
+) -> Iterator[np.ndarray]:
     """Frames `start ≤ i < stop` of a video file or frame folder as `(H, W, 3)` uint8 RGB arrays.
 
-    A folder's frames may be in any PIL mode (`frame_folder`); alpha is dropped with one warning.
+    A folder's frames may be in any PIL mode (`frame_folder`); alpha is dropped with one warning. A frame
+    whose header declares more than `max_pixels` pixels raises `VideoError` before it is decoded.
     """
     path = Path(path)
     if path.is_dir():
         warned = False
         for frame in list_frames(path)[start:stop]:
             try:
-                array, alpha = frame_folder.read_frame(frame)
+                array, alpha = frame_folder.read_frame(frame, max_pixels)
             except frame_folder.FrameError as error:
                 raise VideoError(str(error)) from error
             if alpha and not warned:
@@ -195,6 +199,10 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> It
     container = _open_container(path)
     try:
         stream = container.streams.video[0]
+        try:
+            frame_folder.check_frame_pixels(stream.codec_context.width, stream.codec_context.height, str(path), max_pixels)
+        except frame_folder.FrameError as error:
+            raise VideoError(str(error)) from error
         stream.thread_type = "AUTO"
         index = 0
         try:
@@ -257,6 +265,18 @@ def check_frame_rate(fps: object, kind: str = ".mp4", name: str = "fps") -> Frac
         where = " for a GIF (its frame delays are whole 1/100 s)" if kind == ".gif" else ""
         raise VideoError(f"{name}={fps!r} must be a frame rate from {float(low):g} to {float(high):g} frames per second{where}")
     return value.limit_denominator(1001 * 1000)
+
+
+def estimate_output_bytes(kind: str, frames: int, height: int, width: int, *, lossless: bool = False) -> int:
+    """A low estimate of the bytes an output of `frames` frames of `height × width` takes, for the free-space
+    check before the work: what even a well-compressing clip needs. PNG frames and lossless video: an eighth
+    of the raw 8-bit RGB; GIF: a sixteenth; lossy video: 0.08 bits per pixel (x264 at crf 18 usually needs more)."""
+    pixels = frames * height * width
+    if kind == "folder" or lossless:
+        return 3 * pixels // 8
+    if kind == ".gif":
+        return pixels // 16
+    return pixels // 100
 
 
 class VideoWriter:

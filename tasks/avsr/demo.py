@@ -65,8 +65,7 @@ def demo(
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be ≥ 1 or None, got {frames}")
     final = Path(out)
-    output_guard.check_location(final, [resolve_source(source)])
-    output_guard.check_replaceable(final, overwrite)
+    output_guard.check_output(final, folder=True, overwrite=overwrite, inputs=[resolve_source(source)])
     clip = find_clips([source])[0]
     count = clip.num_frames if frames is None else min(frames, clip.num_frames)
     hr_size = (clip.height, clip.width)
@@ -74,15 +73,10 @@ def demo(
     label = scale_label(scale)
     mode = model.check_mode(mode)
     model = model.to(device).eval()
-    folder = output_guard.temporary_path(final, folder=True)  # renamed to `final` when complete
-    try:
+    with output_guard.output_folder(final, overwrite=overwrite, inputs=[resolve_source(source)]) as folder:
         summary = _run(model, clip, count, folder, final, hr_size, lr_size, label, mode, device, progress)
         summary["clip"] = str(source)
         (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        output_guard.write_manifest(folder)
-        output_guard.put_in_place(folder, final)
-    finally:
-        output_guard.remove_temporary(folder if folder.exists() else None)
     return summary
 
 

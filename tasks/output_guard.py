@@ -43,6 +43,10 @@ with output_guard.output_folder(path, ...) as tmp:       # a flat folder: fill `
 
 Outputs that grow over time (a dataset of features) use `output_lock`: one run at a time, records
 appended whole, log files. Every refusal is an `OutputError`, a `ValueError`: exit status 2.
+
+The parts: this module (the rule and the API), `output_tags` (ownership marks of files, manifests of
+folders), `output_rename` (temporaries and renames), `output_errors` (system errors, early checks),
+`output_lock` (outputs that grow). Commands import `output_guard` only (`output_lock` for growing ones).
 """
 
 from __future__ import annotations
@@ -51,23 +55,20 @@ import contextlib
 import json
 import logging
 import os
-import re
-import secrets
-import signal
-import stat
-import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from videoanyup.tasks import output_rename
 from videoanyup.tasks.output_errors import WRITE_ERRORS, OutputError, check_can_write, check_free_space, describe
-from videoanyup.tasks.output_errors import existing_ancestor, name_max  # noqa: F401 - part of this module's API
-from videoanyup.tasks.output_tags import GIF_TAG, PNG_METADATA, TAG, is_ours_json, is_tagged, tag_gif  # noqa: F401
+from videoanyup.tasks.output_errors import existing_ancestor, free_bytes, name_max  # noqa: F401 - part of the API
+from videoanyup.tasks.output_rename import TEMPORARY, is_temporary_of, remove_temporary, stale_temporaries  # noqa: F401
+from videoanyup.tasks.output_rename import _adopt_mode_and_owner, _make_parents, _remove_created, _signals_deferred
+from videoanyup.tasks.output_rename import temporary_path  # noqa: F401 - part of the API
+from videoanyup.tasks.output_tags import GIF_TAG, MANIFEST, MANIFEST_FORMAT, PNG_METADATA, TAG  # noqa: F401
+from videoanyup.tasks.output_tags import foreign_entries, is_ours_json, is_tagged, read_manifest, tag_gif, write_manifest  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-MANIFEST = ".videoanyup-output.json"
-MANIFEST_FORMAT = "videoanyup-output/1"
-TEMPORARY = re.compile(r"^\.(?P<name>.*)\.(?P<token>[0-9a-f]{8})\.(?P<kind>partial|old)(?P<suffix>\.[^.]*)?$")  # names of temporaries and set-aside folders
 Owned = Callable[[Path], bool]
 
 
@@ -106,41 +107,6 @@ def check_location(target: str | Path, inputs: Iterable[str | Path] = ()) -> Pat
     return target
 
 
-def read_manifest(folder: Path) -> list[str] | None:
-    """The file names a previous run recorded in `folder`, or None when it has no valid manifest."""
-    try:
-        record = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT:
-        return None
-    files = record.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, str) and "/" not in f and f not in ("", ".", "..") for f in files):
-        return None
-    return files
-
-
-def write_manifest(folder: str | Path) -> list[str]:
-    """Record every file now in `folder` (flat; no subfolders allowed) as written by this tool."""
-    folder = Path(folder)
-    names = sorted(entry.name for entry in os.scandir(folder) if entry.name != MANIFEST)
-    nested = [n for n in names if (folder / n).is_dir()]
-    if nested:
-        raise RuntimeError(f"output folders are flat; {str(folder / nested[0])!r} is a folder")
-    with open(folder / MANIFEST, "w") as f:
-        json.dump({"format": MANIFEST_FORMAT, "files": names}, f, indent=1)
-        f.write("\n")
-    return names
-
-
-def _foreign_entries(folder: Path, ignore: Iterable[str] = ()) -> list[str]:
-    """Entries of `folder` its manifest does not list (all of them when it has no manifest), but `ignore`."""
-    listed = read_manifest(folder)
-    owned = {*(listed or ()), *ignore} | ({MANIFEST} if listed is not None else set())
-    return sorted(entry.name for entry in os.scandir(folder)
-                  if entry.name not in owned or (entry.name not in ignore and entry.is_dir(follow_symlinks=False)))
-
-
 def _is_empty_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(os.scandir(path))
 
@@ -159,7 +125,7 @@ def check_replaceable(target: str | Path, overwrite: bool, owned: Owned | None =
     if target.is_symlink():
         raise OutputError(f"output {str(target)!r} is a symbolic link; videoanyup replaces only what it wrote")
     if target.is_dir():
-        foreign = _foreign_entries(target)
+        foreign = foreign_entries(target)
         if foreign:
             why = "it has no videoanyup manifest" if read_manifest(target) is None else "its videoanyup manifest does not list it"
             raise OutputError(
@@ -218,194 +184,10 @@ def check_output(
     return target
 
 
-def _temporary_name(target: Path, token: str, kind: str, *, keep_suffix: bool) -> str:
-    """`.NAME.TOKEN.KIND[.suffix]`, with NAME shortened (whole characters) so that it fits the file system."""
-    name, suffix = (target.stem, target.suffix) if keep_suffix else (target.name, "")
-    limit = name_max(target.parent)
-    room = limit - len(os.fsencode(f"..{token}.{kind}{suffix}"))
-    encoded = os.fsencode(name)
-    if len(encoded) > room:
-        name = encoded[: max(room, 0)].decode("utf-8", "ignore") if room > 0 else ""
-    return f".{name}.{token}.{kind}{suffix}"
-
-
-def is_temporary_of(name: str, target: str | Path) -> bool:
-    """Whether the entry `name` of the target's folder is a temporary (or set-aside folder) of `target`."""
-    target = Path(target)
-    match = TEMPORARY.match(name)
-    if match is None:
-        return False
-    stem, suffix = match["name"], match["suffix"] or ""
-    if (stem, suffix) in ((target.name, ""), (target.stem, target.suffix)):
-        return True
-    shortened = len(os.fsencode(name)) > name_max(target.parent) - 4  # `_temporary_name` cut NAME to fit
-    return shortened and bool(stem) and target.name.startswith(stem)
-
-
-def stale_temporaries(target: str | Path) -> list[Path]:
-    """Hidden temporaries of `target` that runs killed without clean-up left next to it (SIGKILL, power loss)."""
-    target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    return sorted(target.parent / entry.name for entry in os.scandir(target.parent)
-                  if TEMPORARY.match(entry.name) and TEMPORARY.match(entry.name)["kind"] == "partial"
-                  and is_temporary_of(entry.name, target))
-
-
-def temporary_path(target: str | Path, *, folder: bool, inside: bool = False) -> Path:
-    """Create a hidden, empty temporary file or folder next to `target` (or, `inside`, in the folder
-    `target` itself), with the umask's permissions; its name fits the file system's limit.
-
-    File: `.NAME.RANDOM.partial.SUFFIX` (the suffix kept, so writers can pick the format); folder:
-    `.NAME.RANDOM.partial`. The caller renames it onto `target` (`put_in_place`) or removes it.
-    """
-    target = Path(target)
-    where = target if inside else target.parent
-    where.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        token = secrets.token_hex(4)
-        name = (f".{TAG}.{token}.partial" if inside else _temporary_name(target, token, "partial", keep_suffix=not folder))
-        path = where / name
-        try:
-            if folder:
-                os.mkdir(path, 0o777)  # the umask applies
-            else:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
-        except FileExistsError:
-            continue
-        return path
-    raise OutputError(f"cannot create a temporary output next to {str(target)!r}")
-
-
-def remove_temporary(tmp: Path | None) -> None:
-    """Remove a temporary output created by `temporary_path` (and what the run put in it)."""
-    if tmp is None or not os.path.lexists(tmp):
-        return
-    if tmp.is_dir() and not tmp.is_symlink():
-        for entry in os.scandir(tmp):
-            if entry.is_dir(follow_symlinks=False):
-                remove_temporary(Path(entry.path))
-            else:
-                os.unlink(entry.path)
-        os.rmdir(tmp)
-    else:
-        os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block (main thread, POSIX); they are delivered after it."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = mask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        mask(signal.SIG_SETMASK, previous)
-
-
-def _adopt_mode_and_owner(old: Path, new: Path) -> bool:
-    """Give `new` the permission bits, owner and group of `old`; False when the system refuses the owner."""
-    info = old.stat()
-    os.chmod(new, stat.S_IMODE(info.st_mode))
-    mine = new.stat()
-    if (mine.st_uid, mine.st_gid) != (info.st_uid, info.st_gid):
-        try:
-            os.chown(new, info.st_uid, info.st_gid)
-        except PermissionError:
-            return False
-    return True
-
-
-def _fill_in_place(tmp: Path, target: Path) -> None:
-    """Move the entries of the finished folder `tmp` into the existing folder `target` (kept, with its mode,
-    owner and mount), replacing the names its manifest lists; the manifest moves last."""
-    old = set(read_manifest(target) or ())
-    new = [entry.name for entry in os.scandir(tmp) if entry.name != MANIFEST]
-    with _signals_deferred():
-        for name in new:
-            os.replace(tmp / name, target / name)
-        for name in sorted(old - set(new)):
-            path = target / name
-            if os.path.lexists(path) and not path.is_dir():
-                os.unlink(path)
-        os.replace(tmp / MANIFEST, target / MANIFEST)
-    os.rmdir(tmp)
-
-
 def put_in_place(tmp: Path, target: str | Path) -> None:
-    """Rename the finished `tmp` onto `target`, replacing what `check_replaceable` allowed.
-
-    A file target is replaced atomically (`os.replace`). An existing empty folder receives the entries of
-    `tmp` and is kept (its mode, owner and mount with it). An old non-empty folder is first checked again,
-    renamed aside, then emptied of the names its manifest lists and removed; anything else found in it is
-    left there, with a warning naming the folder. A replaced file or folder passes its mode and owner on.
-    """
-    target = Path(target)
-    if tmp.parent == target:  # a temporary inside the target: an empty folder or a mount point, filled in place
-        _fill_in_place(tmp, target)
-        return
-    if not os.path.lexists(target) or not target.is_dir() or target.is_symlink():
-        if os.path.lexists(target):
-            check_replaceable(target, True)
-            if not target.is_symlink() and target.is_dir() == tmp.is_dir():
-                _adopt_mode_and_owner(target, tmp)
-            if tmp.is_dir():
-                os.unlink(target)
-        os.replace(tmp, target)
-        return
-    if not any(os.scandir(target)):  # an empty folder (a user's, perhaps created during the run): kept
-        _fill_in_place_from(tmp, target)
-        return
-    check_replaceable(target, True)  # again: the folder may have changed during the run
-    if not _adopt_mode_and_owner(target, tmp) or os.path.ismount(target):
-        _fill_in_place_from(tmp, target)
-        return
-    aside = target.parent / _temporary_name(target, secrets.token_hex(4), "old", keep_suffix=False)
-    with _signals_deferred():  # Ctrl-C / SIGTERM between the two renames would leave no output at `target`
-        os.replace(target, aside)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(aside, target)
-            raise
-    for name in (read_manifest(aside) or []) + [MANIFEST]:
-        path = aside / name
-        if os.path.lexists(path) and not path.is_dir():
-            os.unlink(path)
-    try:
-        os.rmdir(aside)
-    except OSError:
-        log.warning("the previous output was replaced; files videoanyup did not write were kept in %s", aside)
-
-
-def _fill_in_place_from(tmp: Path, target: Path) -> None:
-    """`_fill_in_place` for a temporary next to `target`, after checking that `target` holds only its own files."""
-    check_replaceable(target, True)
-    _fill_in_place(tmp, target)
-
-
-def _make_parents(folder: Path, created: list[Path]) -> None:
-    """Create `folder` and its missing ancestors (umask permissions), appending each one created to `created`
-    (outermost first) as it goes, so a failure half-way still knows what to remove."""
-    for path in [p for p in (folder, *folder.parents) if not os.path.lexists(p)][::-1]:
-        try:
-            os.mkdir(path, 0o777)
-        except FileExistsError:
-            continue
-        created.append(path)
-
-
-def _remove_created(created: list[Path]) -> None:
-    """Remove the folders an output created, innermost first, as long as they are empty."""
-    for path in reversed(created):
-        try:
-            os.rmdir(path)
-        except OSError:
-            return
+    """Make the finished temporary `tmp` the output `target` (`output_rename.put_in_place`), checking an
+    existing target again with `check_replaceable(target, True)` just before it is replaced."""
+    output_rename.put_in_place(tmp, target, lambda path: check_replaceable(path, True))
 
 
 class _Output:
@@ -435,7 +217,7 @@ class _Output:
         """Ownership once more, just before the rename: the target may have appeared or changed meanwhile."""
         try:
             if self.in_place:
-                foreign = _foreign_entries(self.target, ignore=[self.tmp.name])
+                foreign = foreign_entries(self.target, ignore=[self.tmp.name])
                 if foreign or (read_manifest(self.target) is not None and not self.overwrite):
                     raise OutputError(f"folder {str(self.target)!r} now holds {str(self.target / (foreign or [MANIFEST])[0])!r}")
             else:

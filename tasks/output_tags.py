@@ -10,15 +10,20 @@ from its name, so a renamed or misnamed file is judged by what it is:
   `pnginfo`), found before the image data;
 - JSON: one top-level object whose `"format"` starts with `videoanyup` (e.g. `videoanyup-evaluate/1`).
 
-Folders are marked differently, by the manifest that lists their files (`output_guard.MANIFEST`).
+A folder is ours when its manifest `MANIFEST` (`{"format": MANIFEST_FORMAT, "files": [names]}`) lists
+every entry in it (`write_manifest` records a finished folder, `foreign_entries` names the others).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Iterable
 
 TAG = "videoanyup"
+MANIFEST = ".videoanyup-output.json"
+MANIFEST_FORMAT = "videoanyup-output/1"
 GIF_TAG = b"\x21\xfe" + bytes([len(TAG)]) + TAG.encode() + b"\x00"  # a GIF comment extension block
 PNG_METADATA = {"Software": TAG}
 JSON_FORMAT_PREFIX = TAG
@@ -95,3 +100,38 @@ def is_tagged(path: str | Path) -> bool:
     if head.lstrip()[:1] == b"{":
         return _json_tagged(path)
     return _container_tagged(path)
+
+
+def read_manifest(folder: Path) -> list[str] | None:
+    """The file names a previous run recorded in `folder`, or None when it has no valid manifest."""
+    try:
+        record = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT:
+        return None
+    files = record.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) and "/" not in f and f not in ("", ".", "..") for f in files):
+        return None
+    return files
+
+
+def write_manifest(folder: str | Path) -> list[str]:
+    """Record every file now in `folder` (flat; no subfolders allowed) as written by this tool."""
+    folder = Path(folder)
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.name != MANIFEST)
+    nested = [n for n in names if (folder / n).is_dir()]
+    if nested:
+        raise RuntimeError(f"output folders are flat; {str(folder / nested[0])!r} is a folder")
+    with open(folder / MANIFEST, "w") as f:
+        json.dump({"format": MANIFEST_FORMAT, "files": names}, f, indent=1)
+        f.write("\n")
+    return names
+
+
+def foreign_entries(folder: Path, ignore: Iterable[str] = ()) -> list[str]:
+    """Entries of `folder` its manifest does not list (all of them when it has no manifest), but `ignore`."""
+    listed = read_manifest(folder)
+    owned = {*(listed or ()), *ignore} | ({MANIFEST} if listed is not None else set())
+    return sorted(entry.name for entry in os.scandir(folder)
+                  if entry.name not in owned or (entry.name not in ignore and entry.is_dir(follow_symlinks=False)))

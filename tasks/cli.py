@@ -327,7 +327,8 @@ def _run(argv: list[str], name: str) -> int:
         from videoanyup.tasks.upsampler.train import train as train_upsampler
 
         return train_upsampler(argv[1:])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("videoanyup").setLevel(logging.INFO)  # this tool's notes; other libraries' warnings only
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

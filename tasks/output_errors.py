@@ -84,6 +84,8 @@ def describe(error: OSError, path: str | Path | None = None) -> str:
         detail += f"; {gigabytes(free_bytes(where))} free there now"
     if error.errno == errno.ENAMETOOLONG and where is not None:
         detail += f"; this file system allows names of {name_max(Path(where).parent)} bytes"
+    if error.filename is not None and where is not None and os.fsdecode(error.filename) != str(where):
+        detail += f" at {os.fsdecode(error.filename)!r}"
     if where is None:
         return f"{cause}{detail}"
     return f"cannot write {str(where)!r}: {cause}{detail}"

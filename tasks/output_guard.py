@@ -184,6 +184,35 @@ def check_output(
     return target
 
 
+def make_folders(folder: str | Path) -> list[Path]:
+    """Create the folder `folder` and its missing ancestors (umask permissions) for an output that grows in
+    place (`output_lock`); returns those created, outermost first, for `remove_folders`."""
+    created: list[Path] = []
+    with _as_output_error(Path(folder)):
+        _make_parents(_absolute(folder), created)
+    return created
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove folders `make_folders` created, innermost first, as long as they are empty."""
+    _remove_created(created)
+
+
+def remove_listed(folder: str | Path, names: Iterable[str], *, remove_folder: bool = True) -> list[str]:
+    """Remove the files `names` of `folder` that this tool recorded as its own (an index, a manifest), never
+    a folder or anything else; then the folder itself when `remove_folder` and nothing is left in it.
+    Returns the names of the entries left in `folder` (empty when it was removed)."""
+    folder = Path(folder)
+    for name in names:
+        path = folder / name
+        if "/" not in name and name not in ("", ".", "..") and os.path.lexists(path) and not path.is_dir():
+            os.unlink(path)
+    left = sorted(entry.name for entry in os.scandir(folder))
+    if remove_folder and not left:
+        os.rmdir(folder)
+    return left
+
+
 def put_in_place(tmp: Path, target: str | Path) -> None:
     """Make the finished temporary `tmp` the output `target` (`output_rename.put_in_place`), checking an
     existing target again with `check_replaceable(target, True)` just before it is replaced."""
@@ -232,7 +261,7 @@ class _Output:
             if self.folder:
                 write_manifest(self.tmp)
                 self._check_again()
-                put_in_place(self.tmp, self.target)
+                output_rename.put_in_place(self.tmp, self.target, lambda path: self._check_again())
             else:
                 self._commit_file()
         self.tmp = None

@@ -183,13 +183,15 @@ def _fill_in_place(tmp: Path, target: Path) -> None:
     os.rmdir(tmp)
 
 
-def put_in_place(tmp: Path, target: str | Path, check_replaceable: Check) -> None:
-    """Rename the finished `tmp` onto `target`, replacing what `check_replaceable` allowed.
+def put_in_place(tmp: Path, target: str | Path, check_replaceable: Check, *, retry: bool = True) -> None:
+    """Rename the finished `tmp` onto `target`, replacing only what `check_replaceable` allows (it raises
+    otherwise); it is called on whatever is at `target` just before it is replaced.
 
     A file target is replaced atomically (`os.replace`). An existing empty folder receives the entries of
     `tmp` and is kept (its mode, owner and mount with it). An old non-empty folder is first checked again,
     renamed aside, then emptied of the names its manifest lists and removed; anything else found in it is
     left there, with a warning naming the folder. A replaced file or folder passes its mode and owner on.
+    A folder that appears at `target` between the checks and the rename is checked in turn.
     """
     target = Path(target)
     if tmp.parent == target:  # a temporary inside the target: an empty folder or a mount point, filled in place
@@ -202,7 +204,12 @@ def put_in_place(tmp: Path, target: str | Path, check_replaceable: Check) -> Non
                 _adopt_mode_and_owner(target, tmp)
             if tmp.is_dir():
                 os.unlink(target)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as error:  # a folder appeared meanwhile (or a file, where a folder goes): check it
+            if not retry or error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            put_in_place(tmp, target, check_replaceable, retry=False)
         return
     if not any(os.scandir(target)):  # an empty folder (a user's, perhaps created during the run): kept
         _fill_in_place_from(tmp, target, check_replaceable)

@@ -134,8 +134,7 @@ def merge_manifest(out: str | Path) -> dict[str, dict]:
                     records[record["video"]] = record
         text = "".join(json.dumps(records[name]) + "\n" for name in sorted(records))
         output_guard.write_text(manifest, text, overwrite=True, owned=is_manifest_file)
-        for part in parts:
-            os.unlink(part)
+        output_guard.remove_listed(out, [part.name for part in parts], remove_folder=False)
     return records
 
 
@@ -263,22 +262,15 @@ def remove_owned_outputs(out: Path) -> list[str]:
     if (out / MANIFEST_FILE).exists():
         with output_lock.locked(out / MANIFEST_FILE):
             output_guard.write_text(out / MANIFEST_FILE, "", overwrite=True, owned=is_manifest_file)
-    for part in _legacy_parts(out):
-        os.unlink(part)
+    output_guard.remove_listed(out, [part.name for part in _legacy_parts(out)], remove_folder=False)
     videos = out / VIDEOS_DIR
     if videos.is_dir():
         for folder in sorted(videos.iterdir()):
             index = read_video_index(folder) if folder.is_dir() and not folder.is_symlink() else None
             if index is None:
                 continue
-            for name in _listed_files(index):
-                path = folder / name
-                if os.path.lexists(path) and not path.is_dir():
-                    os.unlink(path)
-            try:
-                os.rmdir(folder)
-            except OSError:
-                log.warning("%s: kept, with the files videoanyup did not write (%s)", folder,
-                            ", ".join(sorted(p.name for p in folder.iterdir())[:5]))
+            left = output_guard.remove_listed(folder, _listed_files(index))
+            if left:
+                log.warning("%s: kept, with the files videoanyup did not write (%s)", folder, ", ".join(left[:5]))
             removed.append(folder.name)
     return removed

@@ -31,7 +31,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from videoanyup.tasks import output_lock
+from videoanyup.tasks import output_guard, output_lock
 from videoanyup.tasks.features.dataset import VideoEntry
 from videoanyup.tasks.features.manifest import (
     DATASET_FORMAT,
@@ -136,7 +136,6 @@ class FeatureExtraction(pl.LightningModule):
                 log.info("--overwrite with changed settings: removed %d video folders written before", len(removed))
             else:
                 merge_manifest(self.out)  # the newest line per video (and an earlier version's per-rank files)
-            (self.out / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
             write_settings(self.out, self.settings, command=self.command)
         self.trainer.strategy.barrier("features-start")
         share = sum(i != IDLE for i in self.trainer.predict_dataloaders.sampler)
@@ -178,7 +177,9 @@ class FeatureExtraction(pl.LightningModule):
             info = probe(path)
             index = read_video_index(folder)
             if folder.exists() and index is None:
-                raise ValueError(f"{str(folder)!r} exists and was not written by `videoanyup features`; move it away")
+                entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+                held = f" (it holds {str(folder / entries[0])!r})" if entries else ""
+                raise ValueError(f"{str(folder)!r} exists and was not written by `videoanyup features`{held}; move it away")
             complete = is_complete(index, folder, settings=self.settings, frames=info.num_frames, source=item["path"])
             if complete and not self.overwrite:
                 log.info("rank %d: %s already complete (%d frames), skipped", self.global_rank, item["name"], info.num_frames)
@@ -247,14 +248,8 @@ def _remove_if_untouched(out: Path, created: list[Path]) -> None:
     locks = {output_lock.LOCK_FILE, output_lock.lock_file_of(out / "manifest.jsonl").name}
     if not created or not out.is_dir() or {e.name for e in os.scandir(out)} - locks:
         return
-    for name in locks:
-        if (out / name).is_file():
-            os.unlink(out / name)
-    for path in created:  # innermost first
-        try:
-            os.rmdir(path)
-        except OSError:
-            return
+    output_guard.remove_listed(out, sorted(locks), remove_folder=False)
+    output_guard.remove_folders(created)
 
 
 def _positive(value, flag: str) -> None:
@@ -367,8 +362,7 @@ def extract_dataset(
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ValueError(f"--accelerator / --devices / --num-nodes / --strategy / --precision: {error}") from error
     first = is_first_process()
-    created = [p for p in (out, *out.absolute().parents) if not os.path.lexists(p)]
-    out.mkdir(parents=True, exist_ok=True)
+    created = output_guard.make_folders(out)
     try:
         with output_lock.exclusive(out, "-o") if first else contextlib.nullcontext():
             if first:  # again, under the lock: another run may have written here since the checks above

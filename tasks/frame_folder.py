@@ -9,15 +9,21 @@
   with a transparent colour (the alpha is dropped, with one warning per folder); the 16-bit modes
   `I;16`, `I;16L`, `I;16B`, `I;16N` and the 32-bit `I` and `F` (taken on the 16-bit scale 0 … 65535,
   rounded to 8 bits; values outside that scale are refused).
+- Size: PIL's own decompression-bomb limit is off; a frame is refused (`FrameError`) before it is decoded
+  when its header declares more pixels than the caller's limit (`--max-pixels`, default 7680×4320).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+
+from videoanyup.validation import MAX_OUTPUT_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +91,35 @@ def to_rgb8(image, name: str) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"))), alpha
 
 
-def read_frame(path: Path) -> tuple[np.ndarray, bool]:
-    """One frame file as `(H, W, 3)` uint8 RGB, and whether it had an alpha channel; `FrameError` if unreadable."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator:
+    """`PIL.Image.open(path)` with PIL's decompression-bomb limit off (this tool applies its own)."""
     from PIL import Image
 
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as image:
+            yield image
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def check_frame_pixels(width: int, height: int, name: str, max_pixels: int = MAX_OUTPUT_PIXELS) -> None:
+    """`FrameError` when a frame of `width × height` has more than `max_pixels` pixels (before decoding it)."""
+    if width * height > max_pixels:
+        raise FrameError(
+            f"frame {name!r} is {width}×{height} = {width * height / 1e6:,.1f} megapixels ({3 * width * height / 1e9:.3g} GB "
+            f"decoded), above the limit --max-pixels {max_pixels:,}; pass --max-pixels {width * height} or more to allow it"
+        )
+
+
+def read_frame(path: Path, max_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[np.ndarray, bool]:
+    """One frame file as `(H, W, 3)` uint8 RGB, and whether it had an alpha channel; `FrameError` if unreadable
+    or larger than `max_pixels` pixels (checked from the header, before decoding)."""
+    try:
+        with _opened(path) as image:
+            check_frame_pixels(*image.size, str(path), max_pixels)
             image.load()
             return to_rgb8(image, str(path))
     except (OSError, SyntaxError, ValueError) as error:
@@ -100,11 +129,10 @@ def read_frame(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def frame_size(path: Path) -> tuple[int, int]:
-    """`(width, height)` of a frame file from its header; `FrameError` if it is not a readable image."""
-    from PIL import Image
-
+    """`(width, height)` of a frame file from its header (nothing decoded, any size); `FrameError` if it is not a
+    readable image."""
     try:
-        with Image.open(path) as image:
+        with _opened(path) as image:
             return image.size
     except (OSError, SyntaxError, ValueError) as error:
         raise FrameError(f"cannot read frame {str(path)!r}: {error}") from error

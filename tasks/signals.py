@@ -18,6 +18,30 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by `interrupt_raises` instead of `KeyboardInterrupt` inside code that would swallow that
+    one (Lightning's graceful shutdown ends the process with status 1)."""
+
+
+@contextlib.contextmanager
+def interrupt_raises(exception: type[BaseException] = Interrupted) -> Iterator[None]:
+    """Within the block, SIGINT raises `exception` in the main thread; the old handler is restored after.
+
+    Outside the main thread, or where SIGINT is ignored (a background job), the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+
+    def _raise(signum, frame) -> None:
+        raise exception("received signal SIGINT")
+
+    previous = signal.signal(signal.SIGINT, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM (a `BaseException`, like
     `KeyboardInterrupt`, so `except Exception` blocks do not swallow it)."""

@@ -12,6 +12,7 @@ raises `VideoError`, a `ValueError` whose message names the path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from videoanyup.tasks import frame_folder, output_guard
 from videoanyup.tasks.frame_folder import IMAGE_SUFFIXES
+from videoanyup.validation import MAX_OUTPUT_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -169,17 +171,20 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(path, "file", count, height, width, fps)
 
 
-def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, start: int = 0, stop: int | None = None, *, max_pixels: int = MAX_OUTPUT_PIXELS
+) -> Iterator[np.ndarray]:
     """Frames `start ≤ i < stop` of a video file or frame folder as `(H, W, 3)` uint8 RGB arrays.
 
-    A folder's frames may be in any PIL mode (`frame_folder`); alpha is dropped with one warning.
+    A folder's frames may be in any PIL mode (`frame_folder`); alpha is dropped with one warning. A frame
+    whose header declares more than `max_pixels` pixels raises `VideoError` before it is decoded.
     """
     path = Path(path)
     if path.is_dir():
         warned = False
         for frame in list_frames(path)[start:stop]:
             try:
-                array, alpha = frame_folder.read_frame(frame)
+                array, alpha = frame_folder.read_frame(frame, max_pixels)
             except frame_folder.FrameError as error:
                 raise VideoError(str(error)) from error
             if alpha and not warned:
@@ -194,6 +199,10 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> It
     container = _open_container(path)
     try:
         stream = container.streams.video[0]
+        try:
+            frame_folder.check_frame_pixels(stream.codec_context.width, stream.codec_context.height, str(path), max_pixels)
+        except frame_folder.FrameError as error:
+            raise VideoError(str(error)) from error
         stream.thread_type = "AUTO"
         index = 0
         try:
@@ -235,29 +244,65 @@ def read_video(path: str | Path, start: int = 0, count: int | None = None) -> Te
     return to_tensor(frames)
 
 
-VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 3, "slow": 2, "slower": 1, "veryslow": 0}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 3, "slow": 2, "slower": 1,
+             "veryslow": 0, "placebo": 0}
+# Frame rates every container stores exactly (checked with PyAV 18: Matroska / WebM keep millisecond
+# timestamps, AVI falls back to 600 fps above 1000, GIF keeps delays in 1/100 s and caps at 100 fps).
+FPS_RANGE = (Fraction(1, 100), Fraction(1000))
+GIF_MAX_FPS = Fraction(100)
+
+
+def check_frame_rate(fps: object, kind: str = ".mp4", name: str = "fps") -> Fraction:
+    """`fps` as an exact Fraction; `VideoError` naming `name` unless it is a number in `FPS_RANGE` (at most
+    `GIF_MAX_FPS` for a GIF, whose frame delays are counted in 1/100 s)."""
+    try:
+        value = Fraction(fps) if not isinstance(fps, bool) else None
+    except (ValueError, OverflowError, TypeError):
+        value = None
+    low, high = FPS_RANGE[0], GIF_MAX_FPS if kind == ".gif" else FPS_RANGE[1]
+    if value is None or not low <= value <= high:
+        where = " for a GIF (its frame delays are whole 1/100 s)" if kind == ".gif" else ""
+        raise VideoError(f"{name}={fps!r} must be a frame rate from {float(low):g} to {float(high):g} frames per second{where}")
+    return value.limit_denominator(1001 * 1000)
+
+
+def estimate_output_bytes(kind: str, frames: int, height: int, width: int, *, lossless: bool = False) -> int:
+    """A low estimate of the bytes an output of `frames` frames of `height × width` takes, for the free-space
+    check before the work: what even a well-compressing clip needs. PNG frames and lossless video: an eighth
+    of the raw 8-bit RGB; GIF: a sixteenth; lossy video: 0.08 bits per pixel (x264 at crf 18 usually needs more)."""
+    pixels = frames * height * width
+    if kind == "folder" or lossless:
+        return 3 * pixels // 8
+    if kind == ".gif":
+        return pixels // 16
+    return pixels // 100
 
 
 class VideoWriter:
     """Writes `(H, W, 3)` uint8 frames to a video file or a folder of PNGs, atomically.
 
-    Use as a context manager: the output appears at `path` only if the block finishes without an error.
+    Use as a context manager: the output appears at `path` only if the block finishes without an error
+    (`output_guard.output_file` / `output_folder`: checked on creation, built in a hidden temporary,
+    checked again and renamed at the end, removed with the folders it created on failure).
 
     Args:
         path: a file whose extension picks the container (`OUTPUT_FORMATS`): `.mp4`, `.m4v`, `.mkv`,
             `.mov`, `.avi` (H.264), `.webm` (VP9), `.gif` (8-bit 3-3-2 colour, frame delays in 1/100 s);
             a name without an extension for a folder of `00000000.png`, `00000001.png`, …. Any other
             extension raises `VideoError`.
-        fps: frame rate of a video file.
+        fps: frame rate of a video file, in `FPS_RANGE` (at most 100 for a GIF).
         crf: constant rate factor of the encoder (x264: 0 best … 51 worst, 18 is visually lossless; VP9
             takes the same number on its own 0 … 63 scale). Not used by GIF.
-        preset: x264 speed / compression trade-off (VP9: mapped to its `cpu-used` speed).
+        preset: x264 speed / compression trade-off, one of `X264_PRESETS` (VP9: mapped to its `cpu-used`).
         lossless: exact RGB (libx264rgb crf 0; VP9 lossless in planar RGB); ignores `crf` and `pix_fmt`;
             not available for GIF.
         pix_fmt: "yuv420p" (plays everywhere; needs even sizes, odd ones are padded by one replicated
             row / column) or "yuv444p" (keeps any size, fewer players).
         overwrite: replace an existing `path`, which must be an earlier output of this tool (a tagged
             file, or a folder with its manifest and nothing else); see `output_guard`.
+        inputs: paths the output must not be, nor hold (`output_guard.check_location`).
+        needed_bytes: an estimate of the output's size, checked against the free space at once.
     """
 
     def __init__(
@@ -270,38 +315,43 @@ class VideoWriter:
         lossless: bool = False,
         pix_fmt: str = "yuv420p",
         overwrite: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+        needed_bytes: int = 0,
     ) -> None:
         self.path = Path(path)
         self.kind = output_kind(self.path)
         self.is_file = self.kind != "folder"
-        if not 0 <= crf <= 51:
-            raise VideoError(f"crf={crf} must be in [0, 51]")
+        if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+            raise VideoError(f"crf={crf!r} must be an integer in [0, 51]")
         if pix_fmt not in ("yuv420p", "yuv444p"):
             raise VideoError(f"pix_fmt={pix_fmt!r} must be 'yuv420p' or 'yuv444p'")
+        if preset not in X264_PRESETS:
+            raise VideoError(f"preset={preset!r} is not an encoder preset; use one of {', '.join(X264_PRESETS)}")
         if lossless and self.kind == ".gif":
             raise VideoError(f"output {str(self.path)!r}: GIF has 256 colours and cannot be lossless; use .mkv, .mp4 or .webm")
+        self.fps = check_frame_rate(fps, self.kind)
+        self.inputs, self.needed_bytes = tuple(inputs), needed_bytes
         try:
-            self.fps = Fraction(fps).limit_denominator(1001 * 1000)
-        except (ValueError, OverflowError, TypeError):
-            self.fps = Fraction(0)
-        if self.fps <= 0:
-            raise VideoError(f"fps={fps} must be a finite number > 0")
-        try:
-            output_guard.check_location(self.path)
-            output_guard.check_replaceable(self.path, overwrite)
+            output_guard.check_output(self.path, folder=not self.is_file, overwrite=overwrite, inputs=self.inputs,
+                                      needed_bytes=needed_bytes)
         except output_guard.OutputError as error:
             raise VideoError(str(error)) from error
         self.crf, self.preset, self.lossless, self.pix_fmt = crf, preset, lossless, pix_fmt
         self.overwrite = overwrite
         self.count = 0
         self._tmp: Path | None = None
+        self._output: contextlib.ExitStack | None = None
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None
         self._pad = (0, 0)
 
     def __enter__(self) -> "VideoWriter":
-        self._tmp = output_guard.temporary_path(self.path, folder=not self.is_file)
+        self._output = contextlib.ExitStack()
+        writer = output_guard.output_file if self.is_file else output_guard.output_folder
+        self._tmp = self._output.enter_context(
+            writer(self.path, overwrite=self.overwrite, inputs=self.inputs, needed_bytes=self.needed_bytes)
+        )
         return self
 
     def _open_stream(self, height: int, width: int) -> None:
@@ -372,27 +422,38 @@ class VideoWriter:
             Image.fromarray(frame).save(self._tmp / f"{self.count:08d}.png")
         self.count += 1
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def _finish(self) -> None:
+        """Flush the encoder, close the container and mark a GIF as ours (a folder's manifest: `output_folder`)."""
+        if self.count == 0:
+            raise VideoError(f"no frames were written to {str(self.path)!r}")
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        if self.kind == ".gif":
+            output_guard.tag_gif(self._tmp)
+
+    def _close_quietly(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the original error matters, not the cleanup's
+                pass
+            self._container = None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        output, self._output = self._output, None
         try:
             if exc_type is None:
-                if self.count == 0:
-                    raise VideoError(f"no frames were written to {str(self.path)!r}")
-                if self._container is not None:
-                    for packet in self._stream.encode():
-                        self._container.mux(packet)
-                    self._container.close()
-                    self._container = None
-                if self.kind == ".gif":
-                    output_guard.tag_gif(self._tmp)
-                elif not self.is_file:
-                    output_guard.write_manifest(self._tmp)
-                output_guard.put_in_place(self._tmp, self.path)
-                self._tmp = None
+                self._finish()
+        except BaseException as error:
+            self._close_quietly()
+            if not output.__exit__(type(error), error, error.__traceback__):
+                raise
+            return False
         finally:
-            if self._container is not None:
-                try:
-                    self._container.close()
-                except Exception:  # noqa: BLE001 - the original error matters, not the cleanup's
-                    pass
-            output_guard.remove_temporary(self._tmp)
             self._tmp = None
+        if exc_type is not None:
+            self._close_quietly()
+        return output.__exit__(exc_type, exc, tb)

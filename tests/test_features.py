@@ -185,7 +185,8 @@ def test_bad_arguments_exit_2_naming_the_argument(setup, tmp_path, capsys):
     _fails(["features", clip, *base, *weights, "--mode", "sideways"], capsys, "mode")
     if "default" not in bundled_names("videoanyup"):
         _fails(["features", clip, *base], capsys, "--weights")
-    (tmp_path / "o").mkdir()
+    (tmp_path / "o").mkdir()  # an empty folder counts as absent (it is filled in place); one with a file does not
+    (tmp_path / "o" / "mine.txt").write_text("mine")
     _fails(["features", clip, *base, *weights], capsys, "already exists")
     with pytest.raises(SystemExit) as exit_info:
         main(["features", clip, *base, *weights, "--size", "0x5"])

@@ -167,11 +167,12 @@ def test_changed_settings_are_refused_and_overwrite_replaces_only_its_own_files(
 
 def test_a_foreign_folder_in_the_way_fails_that_video_only(data, tmp_path):
     out = tmp_path / "out"
+    args = ["features", str(data / "ds"), "-o", str(out), "--backbone", BACKBONE, "--random-backbone", "--upsampler",
+            "none", "--quiet", "--accelerator", "cpu", "--threads", "1"]
+    assert main([*args, "--limit-videos", "1"]) == 0  # an output of this command (a folder of a user's is refused)
     (out / "videos" / "d").mkdir(parents=True)
     (out / "videos" / "d" / "mine.txt").write_text("mine")
-    args = ["features", str(data / "ds"), "-o", str(out), "--backbone", BACKBONE, "--random-backbone", "--upsampler",
-            "none", "--quiet", "--accelerator", "cpu", "--threads", "1", "--overwrite"]
-    assert main(args) == 1
+    assert main([*args, "--overwrite"]) == 1
     lines = {line["video"]: line for line in _manifest(out)}
     assert lines["d"]["status"] == "failed" and "not written by" in lines["d"]["error"]
     assert (out / "videos" / "d" / "mine.txt").read_text() == "mine"

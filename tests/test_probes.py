@@ -281,7 +281,7 @@ def test_cli_vos_end_to_end(tree, weights, tmp_path, capsys):
         "--frames-per-seq", "3", "--json", str(out), "--figures", str(tmp_path / "figs"), *FAST,
     ])
     assert code == 0
-    rows = json.loads(out.read_text())
+    rows = json.loads(out.read_text())["rows"]
     assert [r["upsampler"] for r in rows] == ["bilinear", "perframe", "videoanyup", "featureless"]
     assert all(set(r) == set(VOS_KEYS) for r in rows)
     assert rows[0]["temporal_error"] == 1.0 and rows[0]["temporal_error_pred"] == 1.0
@@ -307,7 +307,7 @@ def test_cli_prior_correction_changes_only_the_probe(tree, tmp_path):
             "probe", "--task", "vos", "--train", str(tree), "--train-seqs", "alpha,beta", "--test", str(tree),
             "--test-seqs", "gamma", "--upsampler", "bilinear", "--frames-per-seq", "3", "--json", str(out), *FAST,
         ]) == 0
-        rows[len(flag)] = json.loads(out.read_text())[0]
+        rows[len(flag)] = json.loads(out.read_text())["rows"][0]
     for key in ("JF_prop", "temporal_error", "fidelity"):
         assert rows[0][key] == rows[1][key]
 
@@ -324,7 +324,7 @@ def test_cli_depth_end_to_end(tmp_path):
     out = tmp_path / "depth.json"
     assert main(["probe", "--task", "depth", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
                  "--upsampler", "bilinear", "--json", str(out), *FAST]) == 0
-    row, featureless = json.loads(out.read_text())
+    row, featureless = json.loads(out.read_text())["rows"]
     assert set(row) == set(featureless) == {"upsampler", "rmse", "delta1", "temporal_error", "temporal_error_pred", "fidelity"}
     assert row["rmse"] >= 0 and 0 <= row["delta1"] <= 1 and row["temporal_error"] is None
     # the featureless row: the training maps' mean log-depth at each position, scored on the test maps

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from videoanyup.checkpoint import bundled_names
 from videoanyup.models.videoanyup import KIND, VideoAnyUp
+from videoanyup.validation import MAX_OUTPUT_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def upsample(
     mode: str | None = None,
     chunk_frames: int | None = None,
     query_tile: int | None = None,
+    max_pixels: int = MAX_OUTPUT_PIXELS,
 ) -> Tensor:
     """Upsample backbone features guided by the video, without gradients.
 
@@ -72,13 +74,15 @@ def upsample(
         mode: "bidirectional", "unidirectional", "lookahead" or "perframe" (default: the model's).
         chunk_frames: frames whose HR guidance is held at once; query_tile: HR queries per attention
             chunk. Both bound memory and do not change the result.
+        max_pixels: the most pixels `H'·W'` an output may have (default 7680×4320; `ValueError` above it).
     Returns:
         `(B, T, C, H', W')` (`(B, C, H', W')` for an image) in the dtype and on the device of `feats`.
     """
     model = _check_model(model)
     with torch.inference_mode():
         return model(
-            feats, video, size=size, scale=scale, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile
+            feats, video, size=size, scale=scale, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile,
+            max_pixels=max_pixels,
         )
 
 
@@ -90,9 +94,11 @@ def upsample_stream(
     mode: str | None = None,
     query_tile: int | None = None,
     compile: bool | str = False,
+    max_pixels: int = MAX_OUTPUT_PIXELS,
 ):
     """An online upsampler: `push(feats_t (B, C, h, w), frame_t (B, 3, H, W))` returns the outputs that are
     ready, `flush()` the rest (see `videoanyup.models.videoanyup_stream`). Default mode: the model's if it
     is causal, else the first causal mode its weights were trained for. `compile=True` (or a backend's
     name) runs each frame's steps through `torch.compile`."""
-    return _check_model(model).stream(size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile)
+    return _check_model(model).stream(size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile,
+                                      max_pixels=max_pixels)

@@ -89,3 +89,39 @@ def check_video(
     if unit_range:
         check_unit_range(x, name)
     return x, was_image
+
+
+MAX_OUTPUT_PIXELS = 7680 * 4320  # 8K UHD: the default limit on the pixels of one output frame (API and command line)
+
+
+def check_output_size(
+    hr_size: tuple[int, int],
+    lr_size: tuple[int, int],
+    *,
+    scale: float | tuple[float, float] | None = None,
+    max_pixels: int = MAX_OUTPUT_PIXELS,
+) -> tuple[int, int]:
+    """The output size `(H, W)` itself, once checked against absurd work, before any is done.
+
+    Raises `ValueError` naming `scale` when it makes a side of the `lr_size = (h, w)` input shorter than
+    one pixel (`round(a·h) < 1`, which `output_size` would silently raise to 1), and naming `max_pixels`
+    when `H·W` exceeds it (the default, 7680×4320, is the command line's `--max-pixels`); pass a larger
+    `max_pixels` to allow more.
+    """
+    check_positive_int(max_pixels, "max_pixels")
+    if scale is not None:
+        a, b = (scale, scale) if isinstance(scale, (int, float)) else scale
+        if float(a) * lr_size[0] < 0.5 or float(b) * lr_size[1] < 0.5:
+            raise ValueError(
+                f"scale={scale!r} makes the {lr_size[0]}×{lr_size[1]} input {float(a) * lr_size[0]:.3g} × "
+                f"{float(b) * lr_size[1]:.3g} pixels, under one pixel per side; use a scale of at least "
+                f"{0.5 / min(lr_size):.3g}"
+            )
+    height, width = hr_size
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the output would be {height}×{width} = {height * width:,} pixels per frame, above "
+            f"max_pixels={max_pixels:,} (default {MAX_OUTPUT_PIXELS:,} = 7680×4320); pass max_pixels="
+            f"{height * width} or more to allow it"
+        )
+    return hr_size

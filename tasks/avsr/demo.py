@@ -74,8 +74,7 @@ def demo(
     if start < 0:
         raise ValueError(f"start must be ≥ 0, got {start}")
     final = Path(out)
-    output_guard.check_location(final, [resolve_source(source)])
-    output_guard.check_replaceable(final, overwrite)
+    output_guard.check_output(final, folder=True, overwrite=overwrite, inputs=[resolve_source(source)])
     clip = find_clips([source])[0]
     if start >= clip.num_frames:
         raise ValueError(f"start={start}: {source} has {clip.num_frames} frames (0 … {clip.num_frames - 1})")
@@ -85,15 +84,10 @@ def demo(
     label = scale_label(scale)
     mode = model.check_mode(mode)
     model = model.to(device).eval()
-    folder = output_guard.temporary_path(final, folder=True)  # renamed to `final` when complete
-    try:
+    with output_guard.output_folder(final, overwrite=overwrite, inputs=[resolve_source(source)]) as folder:
         summary = _run(model, clip, start, count, folder, final, hr_size, lr_size, label, mode, device, progress)
         summary["clip"] = str(source)
         (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        output_guard.write_manifest(folder)
-        output_guard.put_in_place(folder, final)
-    finally:
-        output_guard.remove_temporary(folder if folder.exists() else None)
     return summary
 
 

@@ -5,12 +5,13 @@ For every clip, scale `(a, b)` and mode: LR = bicubic of the ground truth to `(f
 output is rounded to 8 bits, and PSNR / SSIM are averaged over all frames — RGB with a border crop and Y
 with none — beside the bicubic baseline. Frames are streamed through the chunked upscaler, so memory does
 not grow with the clip length.
+
+Outputs go through `output_guard`, checked before any work: the JSON results (`write_json`, marked
+`"format": JSON_FORMAT`) and the figures folder (a flat folder with its manifest, replaced whole).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections import deque
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,10 +23,13 @@ from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, degrade, eval_lr_size, scale_label
 from videoanyup.tasks.avsr.inference import upscale_frames
 from videoanyup.tasks.avsr.sources import Clip, find_clips
+from videoanyup.tasks import output_guard
 from videoanyup.tasks.metrics import QualitySums, quantize
+from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import VideoError, iter_frames, to_tensor
 
 BICUBIC = "bicubic"
+JSON_FORMAT = "videoanyup-evaluate/1"
 
 
 def _hr_frames(clip: Clip, frames: int | None) -> Iterator[Tensor]:
@@ -51,6 +55,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     figures: str | Path | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Evaluate `model` (None: the bicubic baseline only) on every clip of `data` at every scale and mode.
@@ -59,9 +64,19 @@ def evaluate(
         `{"clips": {clip: {scale label: {method: metrics}}}, "average": {scale label: {method: metrics}},
         "settings": {...}}` with metrics `psnr, ssim` (RGB, `crop_border`), `psnr_y, ssim_y` (Y, crop 0),
         `frames`; methods are "bicubic" and the modes.
+    Raises:
+        ValueError: bad arguments or inputs, or a `figures` folder that may not be written (`overwrite`
+            replaces an earlier one), found before any work.
     """
     from tqdm import tqdm
 
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise ValueError(f"--frames must be an integer ≥ 1 (None: all frames), got {frames!r}")
+    if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
+        raise ValueError(f"--crop-border must be an integer ≥ 0, got {crop_border!r}")
+    inputs = [resolve_source(path) for path in data]
+    if figures is not None:
+        output_guard.check_output(figures, folder=True, overwrite=overwrite, inputs=inputs)
     clips = find_clips(data)
     if model is not None:
         modes = list(modes) or [model.config.mode]
@@ -124,7 +139,8 @@ def evaluate(
         },
     }
     if figures is not None:
-        write_figures(results, examples, Path(figures))
+        with output_guard.output_folder(figures, overwrite=overwrite, inputs=inputs) as folder:
+            write_figures(results, examples, folder)
     return results
 
 
@@ -158,28 +174,18 @@ def format_table(results: dict) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows), notes])
 
 
-def write_json(results: dict, path: str | Path) -> None:
-    """Write `results` to `path` atomically."""
-    from videoanyup.tasks.output_guard import remove_temporary, temporary_path
-
-    path = Path(path)
-    tmp = temporary_path(path, folder=False)  # the umask's permissions, not mkstemp's 0600
-    try:
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        remove_temporary(tmp)
-        raise
+def write_json(results: dict, path: str | Path, *, overwrite: bool = False, inputs=()) -> None:
+    """Write `results` to `path` through `output_guard` (`"format": JSON_FORMAT` first, its ownership mark)."""
+    output_guard.write_json(path, {"format": JSON_FORMAT, **results}, overwrite=overwrite, inputs=inputs)
 
 
 def write_figures(results: dict, examples: list[tuple[str, str, dict[str, Tensor]]], folder: Path) -> None:
-    """`psnr_vs_scale.png` and `crops_<clip>_<scale>.png` (bicubic | modes | ground truth) into `folder`."""
+    """`psnr_vs_scale.png` and `crops_<clip>_<scale>.png` (bicubic | modes | ground truth) into `folder`, the
+    temporary folder of an `output_guard.output_folder`."""
     import matplotlib.pyplot as plt
 
     from videoanyup.tasks.avsr.figures import psnr_vs_scale, side_by_side
 
-    folder.mkdir(parents=True, exist_ok=True)
     curves: dict[str, dict[str, float]] = {}
     for label, by_method in results["average"].items():
         for method, values in by_method.items():

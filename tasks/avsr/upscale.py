@@ -1,17 +1,19 @@
 """`videoanyup upscale`: a video file or frame folder in, an upscaled video file or PNG folder out.
 
-Before any work: the output's location and extension are checked (`output_guard`, `video_io.output_kind`),
-the output frame size is computed from the input's header and refused above `max_pixels`, then the input
-is probed (readable, not empty, one frame size) and the mode checked. Frames then stream through the
-chunked / online upscaler into a writer that puts the output in place only when the last frame is done,
-so a failure leaves no partial output.
+Before any work: the output's extension, location, ownership and file system are checked
+(`video_io.output_kind`, `output_guard.check_output`), the frame rate and encoder preset too; the input's
+frame size is read from its header and refused above `max_pixels` (before anything is decoded), the
+output frame size is computed from it and refused above `max_pixels` or below one pixel per side; then the
+input is probed (readable, not empty, one frame size), the free space is compared with a low estimate of
+the output's size, and the mode is checked. Frames then stream through the chunked / online upscaler into
+a writer that puts the output in place only when the last frame is done, so a failure leaves no partial
+output.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +25,14 @@ from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.inference import check_compile, upscale_frames
 from videoanyup.tasks import output_guard
 from videoanyup.tasks.samples import resolve_source
+from videoanyup.tasks.frame_folder import FrameError, check_frame_pixels
 from videoanyup.tasks.video_io import (
     DEFAULT_FPS,
+    X264_PRESETS,
     VideoError,
     VideoWriter,
+    check_frame_rate,
+    estimate_output_bytes,
     first_frame_size,
     iter_frames,
     output_kind,
@@ -34,10 +40,12 @@ from videoanyup.tasks.video_io import (
     to_tensor,
     to_uint8,
 )
+from videoanyup.validation import MAX_OUTPUT_PIXELS
+from videoanyup.validation import check_output_size as check_api_output_size
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 7680 * 4320  # 8K UHD: the default limit on the pixels of one output frame
+MAX_PIXELS = MAX_OUTPUT_PIXELS  # 8K UHD: the default limit on the pixels of one output frame (as in the API)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -64,13 +72,27 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def check_fps(fps: float | None) -> Fraction | None:
-    """`fps` as a Fraction, None kept; `ValueError` naming --fps unless it is a finite number > 0."""
+def check_fps(fps: float | None, kind: str = ".mp4") -> Fraction | None:
+    """`fps` as a Fraction, None kept; `ValueError` naming --fps unless it is a finite number > 0 in the range
+    the output container `kind` stores (`video_io.check_frame_rate`)."""
     if fps is None:
         return None
-    if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"--fps must be a finite number > 0, got {fps!r}")
-    return Fraction(fps).limit_denominator(100000)
+    return check_frame_rate(fps, kind, "--fps")
+
+
+def resolve_output_size(height: int, width: int, scale, size, max_pixels: int, target: Path, frames: int | None = None):
+    """The output frame size `(H, W)` of `height × width` input frames, refused (naming --scale / --size and
+    --max-pixels) when a side would be under one pixel, or the size overflows or exceeds `max_pixels`."""
+    try:
+        hr_size = output_size(height, width, scale=scale, size=size)
+        if scale is not None:
+            check_api_output_size(hr_size, (height, width), scale=scale, max_pixels=2**63)
+    except ValueError as error:
+        raise ValueError(f"--{'scale' if scale is not None else 'size'}: {error}") from error
+    check_output_size(*hr_size, frames, max_pixels, target)
+    return hr_size
 
 
 def _gigabytes(count: float) -> str:
@@ -90,7 +112,7 @@ def check_output_size(height: int, width: int, frames: int | None, max_pixels: i
         )
     if frames is not None and output_kind(target) == "folder":  # PNGs: at most raw size, usually less
         raw = 3 * pixels * frames
-        free = shutil.disk_usage(output_guard.existing_ancestor(target)).free
+        free = output_guard.free_bytes(target)
         if raw > free:
             log.warning(
                 "%s: %d PNG frames of %d×%d may need up to %s, and %s is free", target, frames, height, width,
@@ -146,19 +168,32 @@ def upscale(
     from tqdm import tqdm
 
     source, target = resolve_source(source), Path(target)
-    output_kind(target)
-    output_guard.check_location(target, [source])
-    output_guard.check_replaceable(target, overwrite)
-    rate = check_fps(fps)
+    kind = output_kind(target)
+    output_guard.check_output(target, folder=kind == "folder", overwrite=overwrite, inputs=[source])
+    rate = check_fps(fps, kind)
+    if preset not in X264_PRESETS:
+        raise ValueError(f"--preset {preset!r} is not an encoder preset; use one of {', '.join(X264_PRESETS)}")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive integer, got {max_pixels!r}")
     dev = resolve_device(device)
     first_height, first_width = first_frame_size(source)
-    height, width = output_size(first_height, first_width, scale=scale, size=size)
-    check_output_size(height, width, None, max_pixels, target)
+    try:
+        check_frame_pixels(first_width, first_height, str(source), max_pixels)  # decoding it would take this much
+    except FrameError as error:
+        raise VideoError(f"input {error}") from error
+    resolve_output_size(first_height, first_width, scale, size, max_pixels, target)
     info = probe(source)
-    height, width = output_size(info.height, info.width, scale=scale, size=size)
-    check_output_size(height, width, info.num_frames, max_pixels, target)
+    height, width = resolve_output_size(info.height, info.width, scale, size, max_pixels, target, info.num_frames)
+    if rate is None and info.fps is not None:
+        try:
+            check_frame_rate(info.fps, kind)
+        except VideoError as error:
+            raise ValueError(f"the input's frame rate: {error}; pass --fps") from error
+    rate = rate or info.fps or DEFAULT_FPS
+    writer = VideoWriter(
+        target, fps=rate, crf=crf, preset=preset, lossless=lossless, pix_fmt=pix_fmt, overwrite=overwrite,
+        inputs=(source,), needed_bytes=estimate_output_bytes(kind, info.num_frames, height, width, lossless=lossless),
+    )
     mode = model.check_mode(mode)
     check_compile(compile, mode)
     if tile is not None:
@@ -166,10 +201,9 @@ def upscale(
             raise ValueError(f"tile={tile} must be >= 8")
         model.upsampler.tile_size = tile
     model = model.to(dev).eval()
-    rate = rate or info.fps or DEFAULT_FPS
-    frames = (to_tensor(array[None])[0] for array in iter_frames(source))
+    frames = (to_tensor(array[None])[0] for array in iter_frames(source, max_pixels=max_pixels))
     start = time.perf_counter()
-    with VideoWriter(target, fps=rate, crf=crf, preset=preset, lossless=lossless, pix_fmt=pix_fmt, overwrite=overwrite) as writer:
+    with writer:
         outputs = upscale_frames(
             model, frames, size=(height, width), mode=mode, chunk=chunk, overlap=overlap, device=dev, precision=precision,
             compile=compile,

@@ -92,8 +92,7 @@ def feature_demo(
         raise ValueError(f"short_side must be ≥ 1, got {short_side}")
     path = resolve_source(source)
     final = Path(out)
-    output_guard.check_location(final, [path])
-    output_guard.check_replaceable(final, overwrite)
+    output_guard.check_output(final, folder=True, overwrite=overwrite, inputs=[path])
     info = probe(path)
     count = info.num_frames - start if frames is None else frames
     if start + count > info.num_frames or count < 2:
@@ -110,16 +109,11 @@ def feature_demo(
             "ask for fewer frames or a smaller short side"
         )
     video = resize_frames(read_video(path, start, count), size).to(device)  # (T, 3, H, W)
-    folder = output_guard.temporary_path(final, folder=True)  # renamed to `final` when complete
-    try:
+    with output_guard.output_folder(final, overwrite=overwrite, inputs=[path]) as folder:
         summary = _run(model, backbone, video, folder, final, _clip_name(path), device, progress)
         summary = {"clip": str(source), "frames": [start, start + count - 1], "size": list(size),
                    "backbone": backbone_description, **summary}
         (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        output_guard.write_manifest(folder)
-        output_guard.put_in_place(folder, final)
-    finally:
-        output_guard.remove_temporary(folder if folder.exists() else None)
     return summary
 
 

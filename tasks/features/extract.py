@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from videoanyup.layers.guidance_encoder import resize_guidance
 from videoanyup.models.videoanyup import VideoAnyUp
+from videoanyup.tasks import output_guard
 from videoanyup.tasks.features.shards import DTYPE, FORMAT, LR_FILE, ShardWriter, partial_folder, write_index
 from videoanyup.tasks.samples import resolve_source
 from videoanyup.tasks.video_io import VideoError, iter_frames, probe, to_tensor
@@ -73,16 +73,6 @@ def _resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device!r}: CUDA is not available here")
     return dev
-
-
-def _check_disk(target: Path, needed: int) -> None:
-    """`ValueError` when the file system of `target` has less than `needed` bytes free."""
-    existing = target.parent
-    while not existing.exists():
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
-    if free < needed:
-        raise ValueError(f"output {str(target)!r} needs {needed / 1e9:.2f} GB, its disk has {free / 1e9:.2f} GB free")
 
 
 def read_resized(path: Path, *, start: int, count: int, size: tuple[int, int], progress: bool = False) -> Tensor:
@@ -205,10 +195,7 @@ def write_features(
             f"--frames {frames} from --start {start} needs frames up to {start + count - 1}, "
             f"but {str(path)!r} has {info.num_frames}"
         )
-    if target.exists() and not overwrite:
-        raise ValueError(f"output {str(target)!r} already exists (pass --overwrite to replace it)")
-    if target.resolve() == path.resolve():
-        raise ValueError(f"input and output are the same path {str(path)!r}")
+    output_guard.check_output(target, folder=True, overwrite=overwrite, inputs=[path])
 
     if random_backbone:
         torch.manual_seed(seed)
@@ -286,7 +273,7 @@ def write_video_features(
     c = net.embed_dim
     with_lr = save_lr and model is not None  # without an upsampler the shards already are the LR features
     bytes_needed = count * c * hr_size[0] * hr_size[1] * 2 + (count * c * lr_grid[0] * lr_grid[1] * 2 if with_lr else 0)
-    _check_disk(target, bytes_needed)
+    output_guard.check_output(target, folder=True, overwrite=overwrite, inputs=[path], needed_bytes=bytes_needed)
     log.info(
         "%d frames %dx%d -> backbone input %dx%d (grid %dx%d) -> %d channels at %dx%d: %.2f GB of float16",
         count, info.height, info.width, *input_size, *lr_grid, c, *hr_size, bytes_needed / 1e9,
@@ -305,7 +292,8 @@ def write_video_features(
             lr[s : s + part.shape[0]] = part
             bar.update(part.shape[0])
         bar.close()
-        with partial_folder(target, overwrite=overwrite) as tmp, torch.autocast(dev.type, enabled=False):
+        with partial_folder(target, overwrite=overwrite, inputs=(path,), needed_bytes=bytes_needed) as tmp, \
+                torch.autocast(dev.type, enabled=False):
             if with_lr:
                 np.save(tmp / LR_FILE, lr.to(torch.float16).cpu().numpy())
             writer = ShardWriter(tmp, frames=count, frame_shape=(c, *hr_size), shard_frames=shard_frames)

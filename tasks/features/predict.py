@@ -3,9 +3,15 @@
 The items are videos. `LongestFirstSampler` deals them to the ranks (devices × nodes), longest first;
 each rank runs `FeatureExtraction.predict_step` on one video at a time, which streams the clip through
 the backbone and the upsampler in frame chunks and writes `OUT/videos/<name>/` (shards + index.json,
-built under a hidden name and renamed when complete: `extract.write_video_features`). A video that fails
-gets a manifest line with its error and the rank goes on. Rank 0 writes `features.json` first and merges
-the manifest last (`manifest.py`). Rerunning skips complete videos and redoes the rest.
+built under a hidden name and renamed when complete: `extract.write_video_features`), then appends the
+video's line to the manifest at once, so readers see it while the run goes on. A video that fails gets a
+manifest line with its error and the rank goes on. Rank 0 writes `features.json` first and compacts the
+manifest at the start and the end (`manifest.py`). Rerunning skips complete videos and redoes the rest.
+
+One run at a time: the launching process holds OUT's lock for the whole run (`output_lock.exclusive`); a
+second run exits at once naming the first one's process. Ctrl-C reaches the command line as
+`KeyboardInterrupt` (one line, status 130), not through Lightning's graceful shutdown, which would end the
+process with status 1 (the status of "videos failed").
 
 Every process of a job runs the same command line (Lightning's launchers, SLURM included), so every
 process lists the dataset, measures its videos and builds the same backbone and upsampler; Lightning then
@@ -14,7 +20,10 @@ copies rank 0's weights to the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -22,6 +31,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videoanyup.tasks import output_guard, output_lock
 from videoanyup.tasks.features.dataset import VideoEntry
 from videoanyup.tasks.features.manifest import (
     DATASET_FORMAT,
@@ -29,9 +39,10 @@ from videoanyup.tasks.features.manifest import (
     VIDEOS_DIR,
     append_record,
     is_complete,
+    is_intact,
     merge_manifest,
     normalise,
-    part_file,
+    read_manifest,
     read_video_index,
     remove_owned_outputs,
     remove_stale_partials,
@@ -112,9 +123,10 @@ class FeatureExtraction(pl.LightningModule):
     # -- set-up and tear-down: rank 0 owns the dataset-level files ---------------------------------------
     def on_predict_start(self) -> None:
         rank, world = self.global_rank, self.trainer.world_size
-        (self.out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.out / LOGS_DIR / f"rank{rank}.log")
-        handler.setFormatter(logging.Formatter(f"%(asctime)s rank {rank}/{world} %(levelname)s %(name)s: %(message)s"))
+        handler = output_lock.log_handler(
+            self.out / LOGS_DIR / f"rank{rank}.log",
+            logging.Formatter(f"%(asctime)s rank {rank}/{world} %(levelname)s %(name)s: %(message)s"),
+        )
         logging.getLogger("videoanyup").addHandler(handler)
         self._log_handler = handler
         self.settings = self.trainer.strategy.broadcast(self.settings, 0)  # the weights are rank 0's (Lightning syncs them)
@@ -123,8 +135,7 @@ class FeatureExtraction(pl.LightningModule):
                 removed = remove_owned_outputs(self.out)
                 log.info("--overwrite with changed settings: removed %d video folders written before", len(removed))
             else:
-                merge_manifest(self.out)  # lines a killed run left in its per-rank files
-            (self.out / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
+                merge_manifest(self.out)  # the newest line per video (and an earlier version's per-rank files)
             write_settings(self.out, self.settings, command=self.command)
         self.trainer.strategy.barrier("features-start")
         share = sum(i != IDLE for i in self.trainer.predict_dataloaders.sampler)
@@ -166,7 +177,9 @@ class FeatureExtraction(pl.LightningModule):
             info = probe(path)
             index = read_video_index(folder)
             if folder.exists() and index is None:
-                raise ValueError(f"{str(folder)!r} exists and was not written by `videoanyup features`; move it away")
+                entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+                held = f" (it holds {str(folder / entries[0])!r})" if entries else ""
+                raise ValueError(f"{str(folder)!r} exists and was not written by `videoanyup features`{held}; move it away")
             complete = is_complete(index, folder, settings=self.settings, frames=info.num_frames, source=item["path"])
             if complete and not self.overwrite:
                 log.info("rank %d: %s already complete (%d frames), skipped", self.global_rank, item["name"], info.num_frames)
@@ -190,9 +203,14 @@ class FeatureExtraction(pl.LightningModule):
                 record = self._done(item, index, folder, resumed=False)
         except Exception as error:  # a bad video must not stop the run: its line says why
             log.error("rank %d: %s failed: %s", self.global_rank, item["name"], error)
-            record = self._record(item, "failed", error=f"{type(error).__name__}: {error}",
-                                  seconds=round(time.perf_counter() - began, 3))
-        append_record(part_file(self.out, self.global_rank), record)
+            message = f"{type(error).__name__}: {error}"
+            old = read_manifest(self.out).get(item["name"])
+            if old is not None and old.get("status") == "done" and is_intact(read_video_index(folder), folder,
+                                                                              settings=self.settings):
+                record = {k: v for k, v in old.items() if k != "resumed"} | {"rank": self.global_rank, "rerun_error": message}
+            else:
+                record = self._record(item, "failed", error=message, seconds=round(time.perf_counter() - began, 3))
+        append_record(self.out, record)
         return record
 
 
@@ -200,6 +218,38 @@ class FeatureExtraction(pl.LightningModule):
 # Lightning's precision names; the single-video spellings map onto them (the upsampler always runs in float32)
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "32-true": "32-true", "32": "32-true",
               "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+
+
+def is_first_process() -> bool:
+    """Whether this process is the job's rank 0, before Lightning has set the ranks up: no launcher's variable
+    (torchrun, SLURM, MPI, Lightning's own launcher of the other local ranks, a node rank) names another."""
+    names = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "JSM_NAMESPACE_RANK",
+             "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+    return all(os.environ.get(name, "0") in ("0", "") for name in names)
+
+
+def _predict(trainer: pl.Trainer, module: pl.LightningModule, data: pl.LightningDataModule) -> None:
+    """`trainer.predict`, with Ctrl-C raised as `Interrupted` inside it (Lightning would turn a
+    `KeyboardInterrupt` into `sys.exit(1)`), the other local ranks stopped, and `KeyboardInterrupt` raised."""
+    from videoanyup.tasks.signals import Interrupted, interrupt_raises
+
+    try:
+        with interrupt_raises(Interrupted):
+            trainer.predict(module, datamodule=data, return_predictions=False)
+    except Interrupted:
+        launcher = trainer.strategy.launcher
+        if launcher is not None and hasattr(launcher, "kill"):  # the local ranks Lightning started
+            launcher.kill(getattr(signal, "SIGKILL", signal.SIGTERM))
+        raise KeyboardInterrupt from None
+
+
+def _remove_if_untouched(out: Path, created: list[Path]) -> None:
+    """After a failed start: remove the folders this run created if they hold nothing but its lock files."""
+    locks = {output_lock.LOCK_FILE, output_lock.lock_file_of(out / "manifest.jsonl").name}
+    if not created or not out.is_dir() or {e.name for e in os.scandir(out)} - locks:
+        return
+    output_guard.remove_listed(out, sorted(locks), remove_folder=False)
+    output_guard.remove_folders(created)
 
 
 def _positive(value, flag: str) -> None:
@@ -257,7 +307,7 @@ def extract_dataset(
 
     from videoanyup.tasks.features.dataset import dataset_root, list_videos, video_length
     from videoanyup.tasks.features.extract import check_stream_compile, load_upsampler
-    from videoanyup.tasks.features.manifest import check_settings, read_manifest, state_hash
+    from videoanyup.tasks.features.manifest import check_dataset_output, check_settings, state_hash
 
     began = time.perf_counter()
     if backbone not in BACKBONES:
@@ -272,6 +322,8 @@ def extract_dataset(
     root = dataset_root(source).resolve()
     if source.is_dir() and (out.resolve() == root or root in out.resolve().parents):
         raise ValueError(f"-o {str(out)!r} is inside the dataset {str(root)!r}; its folders would become videos")
+    inputs = [source, root]
+    check_dataset_output(out, inputs)
     entries = list_videos(source)
     lengths = [video_length(entry.path) for entry in entries]
     if limit_videos is not None:
@@ -294,8 +346,6 @@ def extract_dataset(
                 "upsampler_hash": state_hash(model), "size": None if size is None else list(size),
                 "short_side": short_side, "mode": mode, "precision": precision, "save_lr": bool(save_lr)}
     changed = check_settings(out, settings, overwrite=overwrite) if out.exists() else []
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {str(out)!r} exists and is not a folder")
 
     module = FeatureExtraction(
         net, model, out=out, settings=settings, overwrite=overwrite, reset=bool(changed), command=command,
@@ -311,20 +361,31 @@ def extract_dataset(
         )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ValueError(f"--accelerator / --devices / --num-nodes / --strategy / --precision: {error}") from error
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.predict(module, datamodule=VideoData(entries, lengths), return_predictions=False)
+    first = is_first_process()
+    created = output_guard.make_folders(out)
+    try:
+        with output_lock.exclusive(out, "-o") if first else contextlib.nullcontext():
+            if first:  # again, under the lock: another run may have written here since the checks above
+                check_dataset_output(out, inputs)
+                module.reset = bool(check_settings(out, settings, overwrite=overwrite))
+            _predict(trainer, module, VideoData(entries, lengths))
+    except BaseException:
+        if first:
+            _remove_if_untouched(out, created)
+        raise
     if trainer.global_rank != 0:
         return None
     manifest = read_manifest(out)
     mine = [manifest[e.name] for e in entries if e.name in manifest]
-    done = [r for r in mine if r["status"] == "done"]
+    failed = [r for r in mine if r["status"] == "failed" or "rerun_error" in r]  # rerun_error: the old folder stays
+    done = [r for r in mine if r["status"] == "done" and "rerun_error" not in r]
     return {
         "output": str(out),
         "videos": len(entries),
         "done": sum(not r.get("resumed") for r in done),
         "skipped": sum(bool(r.get("resumed")) for r in done),
-        "failed": [r["video"] for r in mine if r["status"] == "failed"],
-        "errors": {r["video"]: r["error"] for r in mine if r["status"] == "failed"},
+        "failed": [r["video"] for r in failed],
+        "errors": {r["video"]: r.get("error") or r["rerun_error"] for r in failed},
         "frames": sum(r["frames"] for r in done if not r.get("resumed")),
         "world_size": trainer.world_size,
         "seconds": round(time.perf_counter() - began, 2),

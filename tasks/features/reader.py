@@ -85,7 +85,7 @@ class FeatureDataset(Dataset):
             raise ValueError(f"videos {missing} are not finished videos of {str(self.out)!r}")
         self.items: list[tuple[str, int, int]] = []
         for name in names:
-            total = done[name]["frames"]
+            total = shards.read_index(self.out / VIDEOS_DIR / name)["frames"]  # the folder's own count (what is read)
             if clip_frames is None:
                 self.items.append((name, 0, total))
             else:

@@ -6,14 +6,17 @@
     OUT/index.json           what is where (format, shapes, frame ranges, provenance); written last
 
 `partial_folder` builds everything in a hidden `.OUT.*.partial` folder next to OUT and renames it to OUT
-only after `index.json` is in place, so a failed or killed run never leaves a folder that looks finished.
-`ShardWriter` fills memory-mapped shards frame chunk by frame chunk, so no shard is ever held in memory.
+only after `index.json` is in place (`output_guard.output_folder`), so a failed or killed run never leaves
+a folder that looks finished. `ShardWriter` fills memory-mapped shards frame chunk by frame chunk, so no
+shard is ever held in memory; each shard's blocks are reserved on disk when it is created, so a full disk
+is an `OSError` (ENOSPC) there rather than a crash while the memory map is written.
 `load_features` memory-maps the shards back and returns the frames asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -34,27 +37,37 @@ def shard_name(number: int) -> str:
 
 
 @contextlib.contextmanager
-def partial_folder(target: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
-    """A hidden temporary folder next to `target` that replaces `target` when the block succeeds.
+def partial_folder(target: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = (),
+                   needed_bytes: int = 0) -> Iterator[Path]:
+    """A hidden temporary folder next to `target` that replaces `target` when the block succeeds
+    (`output_guard.output_folder`), once `index.json` is written in it.
 
     Raises `ValueError` up front when `target` exists and `overwrite` is false, or when `target` is not
     an earlier output of this tool (`output_guard`: a folder holding only what its manifest lists), is
-    the current folder or an ancestor of it, or is or holds one of `inputs`; on any error the temporary
-    folder is removed and `target` is left as it was.
+    the current folder or an ancestor of it, or is or holds one of `inputs`, or when its disk has less
+    than `needed_bytes` free; on any error the temporary folder is removed and `target` is left as it was.
     """
-    target = Path(target)
-    output_guard.check_location(target, inputs)
-    output_guard.check_replaceable(target, overwrite)
-    tmp = output_guard.temporary_path(target, folder=True)
-    try:
+    with output_guard.output_folder(target, overwrite=overwrite, inputs=inputs, needed_bytes=needed_bytes) as tmp:
         yield tmp
         if not (tmp / INDEX_FILE).is_file():
             raise RuntimeError(f"{INDEX_FILE} must be written before the output is put in place")
-        output_guard.write_manifest(tmp)
-        output_guard.put_in_place(tmp, target)
+
+
+def reserve(path: Path) -> None:
+    """Allocate the blocks of the file `path` now (`posix_fallocate`), so that a full disk raises ENOSPC here
+    and not later, as a bus error, while a memory map of the file is written. Where the system cannot
+    reserve blocks, nothing is done."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        allocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
-        if tmp.exists():
-            output_guard.remove_temporary(tmp)
+        os.close(fd)
 
 
 def write_index(folder: Path, index: dict) -> None:
@@ -95,6 +108,7 @@ class ShardWriter:
                 start, stop = self.bounds[self._shard]
                 path = self.folder / shard_name(self._shard)
                 self._array = np.lib.format.open_memmap(path, mode="w+", dtype=DTYPE, shape=(stop - start, *self.frame_shape))
+                reserve(path)
             start, stop = self.bounds[self._shard]
             n = min(len(frames) - offset, stop - self.written)
             self._array[self.written - start : self.written - start + n] = frames[offset : offset + n]

@@ -10,17 +10,22 @@ J, F, J&F of the probe, JF_prop of label propagation, temporal errors (ratio to 
 last row `featureless` (a position prior from the training masks and the first mask copied: the floor).
 Depth: DIR/rgb/*.{png,jpg} and DIR/depth/*.{png (16-bit mm), npy (m)}; reports rmse and delta1 instead of J/F,
 and a last row `featureless` (the mean training log-depth at each position).
+
+`--json` writes `{"format": JSON_FORMAT, "task": …, "rows": [one object per upsampler, then featureless]}`;
+`--figures` a flat folder of PCA colourings. Both go through `output_guard`, checked before any work, and
+replace an earlier output of this tool only with `--overwrite`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import math
-from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+JSON_FORMAT = "videoanyup-probe/1"
 
 
 def _names(text: str) -> list[str]:
@@ -48,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "class frequencies (default: as trained)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled pixels, probe and random backbone (default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", help="write the results here: a list of objects, one per upsampler then the featureless reference")
-    parser.add_argument("--figures", help="write PCA colourings (PNG grid, mp4) of LR / upsampled features here")
+    parser.add_argument("--json", help="write the results here: {\"format\", \"task\", \"rows\": one object per upsampler, "
+                        "then the featureless reference}")
+    parser.add_argument("--figures", help="write PCA colourings (PNG grid, mp4) of LR / upsampled features into this folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier --json / --figures output of videoanyup")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from videoanyup.backbones import build_backbone
+    from videoanyup.tasks import output_guard
     from videoanyup.tasks.probes.upsamplers import NEEDS_MODEL, parse_upsamplers
     from videoanyup.tasks.probes.vos import format_table
 
@@ -82,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
                              ("--pixels", args.pixels, 1), ("--steps", args.steps, 1), ("--threads", args.threads, 0)):
         if value < low:
             raise ValueError(f"{name} must be ≥ {low}, got {value}")
+    inputs = [args.train, args.test]
+    if args.json:  # before any work: the results must be able to land there
+        output_guard.check_output(args.json, folder=False, overwrite=args.overwrite, inputs=inputs)
+    if args.figures:
+        output_guard.check_output(args.figures, folder=True, overwrite=args.overwrite, inputs=inputs)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = _load_model(args.weights) if any(u in NEEDS_MODEL for u in upsamplers) else None
@@ -92,25 +105,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--backbone {args.backbone}: {error}") from error
     except ValueError as error:
         raise ValueError(f"--backbone: {error}") from error
-    common = dict(
-        backbone=backbone, upsamplers=upsamplers, model=model, short_side=args.short_side, pixels=args.pixels,
-        steps=args.steps, lr=args.lr, seed=args.seed, figures=args.figures, progress=not args.quiet,
-    )
-    if args.task == "vos":
-        from videoanyup.tasks.probes.vos import run_vos
+    if args.task != "vos" and (args.train_seqs is not None or args.test_seqs is not None):
+        raise ValueError("--train-seqs / --test-seqs apply to --task vos only")
+    figures = (output_guard.output_folder(args.figures, overwrite=args.overwrite, inputs=inputs) if args.figures
+               else contextlib.nullcontext(None))
+    with figures as folder:  # the figures appear whole when the probe has run, or not at all
+        common = dict(
+            backbone=backbone, upsamplers=upsamplers, model=model, short_side=args.short_side, pixels=args.pixels,
+            steps=args.steps, lr=args.lr, seed=args.seed, figures=folder, progress=not args.quiet,
+        )
+        if args.task == "vos":
+            from videoanyup.tasks.probes.vos import run_vos
 
-        rows = run_vos(args.train, args.test, frames_per_seq=args.frames_per_seq, train_seqs=args.train_seqs,
-                       test_seqs=args.test_seqs, prior_correction=args.prior_correction, **common)
-    else:
-        from videoanyup.tasks.probes.depth import run_depth
+            rows = run_vos(args.train, args.test, frames_per_seq=args.frames_per_seq, train_seqs=args.train_seqs,
+                           test_seqs=args.test_seqs, prior_correction=args.prior_correction, **common)
+        else:
+            from videoanyup.tasks.probes.depth import run_depth
 
-        if args.train_seqs is not None or args.test_seqs is not None:
-            raise ValueError("--train-seqs / --test-seqs apply to --task vos only")
-        rows = run_depth(args.train, args.test, **common)
+            rows = run_depth(args.train, args.test, **common)
     print(format_table(rows))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         clean = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in rows]
-        path.write_text(json.dumps(clean, indent=2) + "\n")  # NaN (undefined) → null
+        output_guard.write_json(args.json, {"format": JSON_FORMAT, "task": args.task, "rows": clean},  # NaN → null
+                                overwrite=args.overwrite, inputs=inputs)
     return 0

@@ -43,7 +43,8 @@ def enlarge(lr_rgb: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def write_figures(folder: str | Path, name: str, columns: dict[str, Tensor], *, rows: int = 4, fps: float = 4) -> list[Path]:
-    """Write `name_pca.png` (a grid of `rows` frames) and `name_pca.mp4` (every frame) into `folder`.
+    """Write `name_pca.png` (a grid of `rows` frames) and `name_pca.mp4` (every frame) into `folder`, the
+    temporary folder of an `output_guard.output_folder` (the probe's `--figures`).
 
     Args:
         columns: title → `(T, 3, H, W)` in [0, 1], all the same size (the first is usually the RGB frame).
@@ -55,7 +56,6 @@ def write_figures(folder: str | Path, name: str, columns: dict[str, Tensor], *, 
     from videoanyup.tasks.video_io import VideoWriter, to_uint8
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     strips = torch.cat(list(columns.values()), dim=-1)  # (T, 3, H, n·W)
     t_len = strips.shape[0]
     picks = np.unique(np.linspace(0, t_len - 1, min(rows, t_len)).round().astype(int))
@@ -70,7 +70,7 @@ def write_figures(folder: str | Path, name: str, columns: dict[str, Tensor], *, 
     png = folder / f"{name}_pca.png"
     canvas.save(png)
     mp4 = folder / f"{name}_pca.mp4"
-    with VideoWriter(mp4, fps=fps, overwrite=True, crf=18, preset="fast") as writer:
+    with VideoWriter(mp4, fps=fps, crf=18, preset="fast") as writer:
         for frame in to_uint8(strips):
             writer.write(np.ascontiguousarray(frame))
     return [png, mp4]

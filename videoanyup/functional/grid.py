@@ -63,6 +63,8 @@ def output_size(
             raise ValueError(f"size must be a pair (H, W) of positive integers, got {size!r}")
         return int(size[0]), int(size[1])
     a, b = pair(scale, "scale")
+    if not (math.isfinite(a * h) and math.isfinite(b * w)):
+        raise ValueError(f"scale={scale!r} is too large: the output size of {h}×{w} overflows")
     out = (max(1, round_half_up(a * h)), max(1, round_half_up(b * w)))
     return out
 

@@ -29,6 +29,7 @@ from videoanyup.layers.residual import ResidualStack
 from videoanyup.layers.spynet import SPyNet
 from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.validation import check_video, compute_dtype
+from videoanyup.validation import MAX_OUTPUT_PIXELS, check_output_size
 
 MODES = ("bidirectional", "unidirectional", "lookahead")
 
@@ -140,6 +141,7 @@ class BasicAVSR(ConfiguredNetwork):
         size: Sequence[int] | None = None,
         mode: str | None = None,
         region: Region | None = None,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> Tensor:
         """Upscale a clip.
 
@@ -149,6 +151,7 @@ class BasicAVSR(ConfiguredNetwork):
             size: `(H, W)`.
             mode: "bidirectional", "unidirectional" or "lookahead" (default: the config's).
             region: `(top, bottom, left, right)` of the HR grid to compute (e.g. a training crop).
+            max_pixels: the most pixels `H·W` an output frame may have (`validation.check_output_size`).
         Returns:
             `(B, T, 3, H, W)` (or the region; `(B, 3, …)` for a single frame), in the dtype of `lr`.
         """
@@ -157,6 +160,7 @@ class BasicAVSR(ConfiguredNetwork):
         mode = self.check_mode(mode)
         b, t, _, h, w = lr.shape
         hr_size = output_size(h, w, scale=scale, size=size)
+        check_output_size(hr_size, (h, w), scale=scale, max_pixels=max_pixels)
         region = check_region(region, hr_size)
 
         feats = rearrange(self.extract(rearrange(lr, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=b)
@@ -173,10 +177,11 @@ class BasicAVSR(ConfiguredNetwork):
         out = torch.stack(outputs, dim=1)  # (B, T, 3, th, tw)
         return (out[:, 0] if was_image else out).to(in_dtype)
 
-    def stream(self, *, scale=None, size=None, mode: str | None = None, compile: bool | str = False):
+    def stream(self, *, scale=None, size=None, mode: str | None = None, compile: bool | str = False,
+               max_pixels: int = MAX_OUTPUT_PIXELS):
         """An online upscaler for "unidirectional" or "lookahead" mode: push frames, get HR frames back.
 
         `compile=True` runs each frame's step through `torch.compile` (see `BasicAVSRStream`)."""
         from videoanyup.models.basicavsr_stream import BasicAVSRStream
 
-        return BasicAVSRStream(self, scale=scale, size=size, mode=mode, compile=compile)
+        return BasicAVSRStream(self, scale=scale, size=size, mode=mode, compile=compile, max_pixels=max_pixels)

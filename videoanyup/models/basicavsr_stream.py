@@ -17,7 +17,7 @@ from torch import Tensor
 from videoanyup.functional.grid import output_size
 from videoanyup.functional.temporal import lookahead_window
 from videoanyup.layers.feature_propagation import advance_forward
-from videoanyup.validation import check_finite, check_tensor, check_unit_range, compute_dtype
+from videoanyup.validation import MAX_OUTPUT_PIXELS, check_finite, check_output_size, check_tensor, check_unit_range, compute_dtype
 
 
 class BasicAVSRStream:
@@ -42,7 +42,9 @@ class BasicAVSRStream:
         size: Sequence[int] | None = None,
         mode: str | None = None,
         compile: bool | str = False,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> None:
+        self.max_pixels = max_pixels  # the most pixels an output frame may have (`validation.check_output_size`)
         mode = model.check_mode(model.default_stream_mode() if mode is None else mode)
         if mode not in model.stream_modes:
             raise ValueError(f"mode={mode!r} cannot stream: use 'unidirectional' or 'lookahead' (bidirectional needs the whole clip)")
@@ -79,6 +81,7 @@ class BasicAVSRStream:
         if self.lr_shape is None:
             self.lr_shape, self.out_dtype = tuple(frame.shape), frame.dtype
             self.hr_size = output_size(*frame.shape[-2:], scale=self.scale, size=self.size)
+            check_output_size(self.hr_size, tuple(frame.shape[-2:]), scale=self.scale, max_pixels=self.max_pixels)
         return frame.to(compute_dtype(self.model))  # float64 / float16 in: computed in the weights' dtype
 
     @torch.no_grad()

@@ -44,6 +44,7 @@ from videoanyup.models.frame_step import frame_step
 from videoanyup.models.pretrained import ConfiguredNetwork
 from videoanyup.models.videoanyup_config import CONFIGS, VideoAnyUpConfig
 from videoanyup.validation import check_positive_int, check_video, compute_dtype
+from videoanyup.validation import MAX_OUTPUT_PIXELS, check_output_size
 
 KIND = "videoanyup"
 
@@ -172,6 +173,7 @@ class VideoAnyUp(ConfiguredNetwork):
         mode: str | None = None,
         chunk_frames: int | None = None,
         query_tile: int | None = None,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> Tensor:
         """Upsample a feature clip guided by its video.
 
@@ -183,10 +185,11 @@ class VideoAnyUp(ConfiguredNetwork):
             mode: "bidirectional", "unidirectional", "lookahead" or "perframe" (default: the config's).
             chunk_frames: frames whose HR guidance is held at once (memory only; same result).
             query_tile: HR queries per attention chunk (memory only; same result).
+            max_pixels: the most pixels `H·W` an output frame may have (`validation.check_output_size`).
         Returns:
             `(B, T, C, H, W)` in the dtype of `feats` (or `(B, C, H, W)` for an image).
         """
-        feats, video, was_image, mode, hr_size = self._resolve(feats, video, size, scale, mode)
+        feats, video, was_image, mode, hr_size = self._resolve(feats, video, size, scale, mode, max_pixels)
         chunk = feats.shape[1] if chunk_frames is None else check_positive_int(chunk_frames, "chunk_frames")
         if torch.is_grad_enabled():  # the frames are stacked at the end
             out = torch.cat([part for _, part in self._chunks(feats, video, mode, hr_size, chunk, query_tile)], dim=1)
@@ -206,6 +209,7 @@ class VideoAnyUp(ConfiguredNetwork):
         mode: str | None = None,
         chunk_frames: int = 8,
         query_tile: int | None = None,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> Iterator[tuple[int, Tensor]]:
         """The output of `forward`, one frame chunk at a time, so the whole HR clip is never held.
 
@@ -214,19 +218,21 @@ class VideoAnyUp(ConfiguredNetwork):
         equal `forward(...)`. The inputs are checked when this is called.
 
         Args:
-            feats, video, size, scale, mode, query_tile: as for `forward` (an image counts as T = 1).
+            feats, video, size, scale, mode, query_tile, max_pixels: as for `forward` (an image counts as T = 1).
             chunk_frames: frames per yielded chunk.
         Yields:
             `(t0, out)`: the first frame index and the `(B, n, C, H, W)` output of frames t0..t0+n−1, a
             fresh tensor for each chunk (n = chunk_frames, fewer in the last chunk).
         """
-        feats, video, _, mode, hr_size = self._resolve(feats, video, size, scale, mode)
+        feats, video, _, mode, hr_size = self._resolve(feats, video, size, scale, mode, max_pixels)
         chunk = check_positive_int(chunk_frames, "chunk_frames")
         if query_tile is not None:
             check_positive_int(query_tile, "query_tile")
         return self._chunks(feats, video, mode, hr_size, chunk, query_tile)
 
-    def _resolve(self, feats, video, size, scale, mode) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:
+    def _resolve(
+        self, feats, video, size, scale, mode, max_pixels=MAX_OUTPUT_PIXELS
+    ) -> tuple[Tensor, Tensor, bool, str, tuple[int, int]]:
         """Checked `(B, T, C, h, w)` features, `(B, T, 3, H0, W0)` video, whether they were images, the mode
         and the output size `(H, W)`."""
         feats, video, was_image = self.check_inputs(feats, video)
@@ -235,6 +241,7 @@ class VideoAnyUp(ConfiguredNetwork):
         h, w = feats.shape[-2:]
         video_size = (int(video.shape[-2]), int(video.shape[-1]))
         hr_size = video_size if size is None and scale is None else output_size(h, w, scale=scale, size=size)
+        check_output_size(hr_size, (h, w), scale=scale, max_pixels=max_pixels)
         return feats, video, was_image, mode, hr_size
 
     def _chunks(
@@ -271,7 +278,8 @@ class VideoAnyUp(ConfiguredNetwork):
             yield t0, torch.stack(frames, dim=1) if record else target
 
     def stream(
-        self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False
+        self, *, size=None, scale=None, mode: str | None = None, query_tile: int | None = None, compile: bool | str = False,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ):
         """An online upsampler ("unidirectional", "lookahead" or "perframe"): push frames, get outputs.
 
@@ -279,4 +287,5 @@ class VideoAnyUp(ConfiguredNetwork):
         `VideoAnyUpStream`)."""
         from videoanyup.models.videoanyup_stream import VideoAnyUpStream
 
-        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile)
+        return VideoAnyUpStream(self, size=size, scale=scale, mode=mode, query_tile=query_tile, compile=compile,
+                                max_pixels=max_pixels)

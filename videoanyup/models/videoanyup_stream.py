@@ -35,7 +35,7 @@ from videoanyup.layers.guidance_encoder import resize_guidance
 from videoanyup.layers.window_attention import default_query_tile
 from videoanyup.models.frame_step import FrameInputs, FrameRecord, gather, pair_log_gates, upsample_frame
 from videoanyup.models.stream_slots import SlotRing
-from videoanyup.validation import compute_dtype
+from videoanyup.validation import MAX_OUTPUT_PIXELS, check_output_size, compute_dtype
 
 
 @dataclass
@@ -78,7 +78,9 @@ class VideoAnyUpStream:
         mode: str | None = None,
         query_tile: int | None = None,
         compile: bool | str = False,
+        max_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> None:
+        self.max_pixels = max_pixels  # the most pixels an output may have (`validation.check_output_size`)
         mode = model.check_mode(model.default_stream_mode() if mode is None else mode)
         if mode not in model.stream_modes:
             raise ValueError(
@@ -193,6 +195,7 @@ class VideoAnyUpStream:
         self.video_size = (int(frame.shape[-2]), int(frame.shape[-1]))
         default = self.size is None and self.scale is None
         self.hr_size = self.video_size if default else output_size(h, w, scale=self.scale, size=self.size)
+        check_output_size(self.hr_size, (h, w), scale=self.scale, max_pixels=self.max_pixels)
         attention = self.model.attention
         self.plan = attention.plan((h, w), self.hr_size, feats.device)
         tile = default_query_tile(feats.device) if self.query_tile is None else self.query_tile

@@ -132,7 +132,7 @@ def test_stream_default_mode_is_a_streaming_mode_the_weights_serve():
     model.trained_modes = ("bidirectional", "lookahead")
     assert model.stream(scale=2).mode == "lookahead"
     model.trained_modes = ("bidirectional",)
-    with pytest.raises(ValueError, match=r"mode='unidirectional': these weights were trained for \['bidirectional'\] only"):
+    with pytest.raises(ValueError, match=r"these weights were trained for \['bidirectional'\] only, and none of them streams; a stream needs one of"):
         model.stream(scale=2)
 
 

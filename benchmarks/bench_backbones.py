@@ -3,9 +3,9 @@
 Each case (backbone, frame size) runs in its own subprocess, so its peak resident memory (ru_maxrss) is its
 own. Backbones are registered names or specs (`resnet50@s8`, `timm:NAME@LEVEL`; a bad one exits 2 naming
 it). Frames are square `size`², at the defaults (224, 448) multiples of every registered backbone's size
-multiple (14, 16, 32), so no resize is timed. The machine may be shared, so next to wall time the table shows the process's CPU time
-divided by the thread count (what the run would take with the cores to itself), and the load average
-when it started. Prints a table and writes JSON.
+multiple (14, 16, 32), so no resize is timed. The machine may be shared, so next to wall time the table
+shows the process's CPU time divided by the thread count (what the run would take with the cores to
+itself), and the load average when it started. Prints a table and writes JSON.
 
     python benchmarks/bench_backbones.py                                  # every backbone at 224² and 448²
     python benchmarks/bench_backbones.py --backbones dinov2_vits14 clip_vitb16 --sizes 224

@@ -42,7 +42,7 @@ from videoanyup.backbones.base import Backbone
 from videoanyup.backbones.degeneracy import check_not_degenerate
 from videoanyup.backbones.hf_dinov2 import HFDinov2Backbone, create_hf_dinov2
 from videoanyup.backbones.spec import parse_backbone
-from videoanyup.backbones.timm_backbones import TimmBackbone, create_timm_model
+from videoanyup.backbones.timm_backbones import TimmBackbone, calibrate_batch_norm, create_timm_model
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,8 @@ def build_backbone(
             hub cache or are downloaded; when neither is possible (HF_HUB_OFFLINE, no network) a
             `RuntimeError` naming HF_HUB_OFFLINE and the cache folder is raised before any download.
         random: random weights instead (same as pretrained=False): seeded by torch's global generator,
-            residual branches open (LayerScale 1, …), and checked not to be degenerate
+            residual branches open (LayerScale 1, …), BatchNorm statistics from the network's own activations
+            (`timm_backbones.calibrate_batch_norm`), and checked not to be degenerate
             (`degeneracy.check_not_degenerate`).
         device, dtype: where and in which precision to run the network (input chunks are moved there).
         chunk: frames per forward pass; short_side: default resize target (see `Backbone.input_size`).
@@ -149,6 +150,8 @@ def build_backbone(
         levels = request.levels if request.levels is not None else _default_levels(spec)
         model = create_timm_model(request.model, pretrained=use_weights, backbone_name=request.text)
         backbone = TimmBackbone(model, name=request.text, levels=levels, chunk=chunk, short_side=short_side)
+        if not use_weights:  # after pruning: only the layers the levels need run
+            calibrate_batch_norm(backbone.model, backbone._encode_levels)
     backbone = backbone.to(device=device, dtype=dtype).eval().requires_grad_(False)
     if not use_weights:
         check_not_degenerate(backbone)

@@ -22,10 +22,12 @@ from videoanyup.backbones.registry import BACKBONES, BackboneSpec, build_backbon
 from videoanyup.backbones.spec import BackboneRequest, check_backbone_spec, parse_backbone
 from videoanyup.backbones.timm_backbones import (
     TimmBackbone,
+    calibrate_batch_norm,
     create_timm_model,
     create_timm_vit,
     open_residual_branches,
     set_layer_scale,
+    undo_depth_scaled_init,
 )
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Level",
     "TimmBackbone",
     "build_backbone",
+    "calibrate_batch_norm",
     "check_backbone_spec",
     "check_not_degenerate",
     "context_change",
@@ -55,4 +58,5 @@ __all__ = [
     "set_layer_scale",
     "snap_to_multiple",
     "snap_to_patch",
+    "undo_depth_scaled_init",
 ]

@@ -1,13 +1,15 @@
 """Backbone feature extraction on the CPU: frames per second of every registered backbone (random weights).
 
 Each case (backbone, frame size) runs in its own subprocess, so its peak resident memory (ru_maxrss) is its
-own. Frames are square `size`², already multiples of both patch sizes at the defaults (224, 448), so no
-resize is timed. The machine may be shared, so next to wall time the table shows the process's CPU time
-divided by the thread count (what the run would take with the cores to itself), and the load average
-when it started. Prints a table and writes JSON.
+own. Backbones are registered names or specs (`resnet50@s8`, `timm:NAME@LEVEL`; a bad one exits 2 naming
+it). Frames are square `size`², at the defaults (224, 448) multiples of every registered backbone's size
+multiple (14, 16, 32), so no resize is timed. The machine may be shared, so next to wall time the table
+shows the process's CPU time divided by the thread count (what the run would take with the cores to
+itself), and the load average when it started. Prints a table and writes JSON.
 
     python benchmarks/bench_backbones.py                                  # every backbone at 224² and 448²
     python benchmarks/bench_backbones.py --backbones dinov2_vits14 clip_vitb16 --sizes 224
+    python benchmarks/bench_backbones.py --backbones resnet50@s8 timm:convnext_small.fb_in1k@s16 --sizes 224
     python benchmarks/bench_backbones.py --quick                          # a smoke run (56², 2 frames)
 """
 
@@ -51,6 +53,7 @@ def run_case(case: dict) -> dict:
         case,
         grid=list(feats.shape[-2:]),
         channels=feats.shape[2],
+        stride=backbone.stride,
         params_m=sum(p.numel() for p in backbone.parameters()) / 1e6,
         seconds=seconds,
         fps=frames / seconds,
@@ -62,21 +65,31 @@ def run_case(case: dict) -> dict:
 
 def table(results: list[dict]) -> str:
     head = (
-        f"{'backbone':18} {'size':>5} {'T':>3} {'grid':>7} {'C':>5} {'params M':>8} {'fps':>7} {'cpu fps':>8} "
+        f"{'backbone':24} {'size':>5} {'T':>3} {'stride':>6} {'grid':>7} {'C':>5} {'params M':>8} {'fps':>7} {'cpu fps':>8} "
         f"{'peak GiB':>8} {'load':>5}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         size = f"{r['size']}²"
         if "error" in r:
-            lines.append(f"{r['backbone']:18} {size:>5} {r['frames']:>3} error: {r['error']}")
+            lines.append(f"{r['backbone']:24} {size:>5} {r['frames']:>3} error: {r['error']}")
             continue
         grid = f"{r['grid'][0]}×{r['grid'][1]}"
         lines.append(
-            f"{r['backbone']:18} {size:>5} {r['frames']:>3} {grid:>7} {r['channels']:>5} {r['params_m']:8.1f} "
+            f"{r['backbone']:24} {size:>5} {r['frames']:>3} {r['stride']:>6} {grid:>7} {r['channels']:>5} {r['params_m']:8.1f} "
             f"{r['fps']:7.2f} {r['cpu_fps']:8.2f} {r['peak_gib']:8.2f} {r['load']:5.1f}"
         )
     return "\n".join(lines)
+
+
+def backbone_spec(text: str) -> str:
+    """argparse type: a registered name or a spec, checked (a bad one exits 2 naming it)."""
+    from videoanyup.backbones.spec import parse_backbone
+
+    try:
+        return parse_backbone(text).text
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main() -> None:
@@ -84,7 +97,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--backbones", nargs="*", choices=list_backbones(), help="default: every registered one")
+    parser.add_argument("--backbones", nargs="*", type=backbone_spec,
+                        help="registered names or specs (resnet50@s8, timm:NAME@LEVEL); default: every registered one")
     parser.add_argument("--sizes", nargs="*", type=int, default=list(SIZES), help="square frame sides in pixels")
     parser.add_argument("--frames", type=int, default=8, help="frames T per timed call")
     parser.add_argument("--chunk", type=int, default=8, help="frames per forward pass")

@@ -1,8 +1,10 @@
 """The backbone contract (DESIGN.md §5, STYLE.md 7): one parametrised test over every registered backbone.
 
-Random weights only (no downloads here); inputs of 2 × 3 patches keep even ViT-L quick.
+Random weights only (no downloads here); inputs of 2 × 3 multiples of the stride keep even ViT-L quick, and
+each backbone is built once per session (`built`). Levels, specs and the traced geometry: test_backbone_levels.py.
 """
 
+import functools
 import socket
 import time
 
@@ -24,23 +26,36 @@ from videoanyup.backbones import (
     snap_to_patch,
 )
 
-EXPECTED = {  # name: (patch size, channels)
-    "dinov2_vits14": (14, 384),
-    "dinov2_vitb14": (14, 768),
-    "dinov2_vitl14": (14, 1024),
-    "dinov2_vits14_reg": (14, 384),
-    "dino_vits16": (16, 384),
-    "clip_vitb16": (16, 768),
-    "siglip2_vitb16": (16, 768),
-    "vit_b16": (16, 768),
-    "hf_dinov2_vits14": (14, 384),
+EXPECTED = {  # name: (stride, channels, size multiple, offset of cell 0 in input pixels; None: the cells tile)
+    "dinov2_vits14": (14, 384, 14, None),
+    "dinov2_vitb14": (14, 768, 14, None),
+    "dinov2_vitl14": (14, 1024, 14, None),
+    "dinov2_vits14_reg": (14, 384, 14, None),
+    "dino_vits16": (16, 384, 16, None),
+    "clip_vitb16": (16, 768, 16, None),
+    "siglip2_vitb16": (16, 768, 16, None),
+    "vit_b16": (16, 768, 16, None),
+    "hf_dinov2_vits14": (14, 384, 14, None),
+    "dinov3_vits16": (16, 384, 16, None),
+    "dinov3_vitb16": (16, 768, 16, None),
+    "radio_v3_vitb16": (16, 768, 16, None),
+    "dinov3_convnext_tiny": (16, 384, 16, None),  # unpadded 4×4 stem and 2×2 downsampling: a tiling
+    "convnext_tiny": (16, 384, 16, None),
+    "resnet50": (16, 1024, 16, 0.5),  # padded 7×7/2 stem, 3×3/2 pool and 3×3/2 convs: centre 16·i (index)
+    "sam2_hiera_small": (16, 384, 32, 6.5),  # padded 7×7/4 patch embedding then 2×2 pools: 16·i + 6 (index)
 }
+
+
+@functools.lru_cache(maxsize=None)
+def built(name: str) -> Backbone:
+    """Each backbone is built once per test session (random weights, seed 0)."""
+    torch.manual_seed(0)
+    return build_backbone(name, random=True, chunk=2)
 
 
 @pytest.fixture(scope="module")
 def small():
-    torch.manual_seed(0)
-    return build_backbone("dinov2_vits14", random=True)
+    return built("dinov2_vits14")
 
 
 def test_every_expected_backbone_is_registered():
@@ -49,37 +64,53 @@ def test_every_expected_backbone_is_registered():
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_backbone_contract(name):
-    backbone = build_backbone(name, random=True, chunk=2)
-    p, c = EXPECTED[name]
+    backbone = built(name)
+    stride, c, multiple, offset = EXPECTED[name]
     assert isinstance(backbone, Backbone)
     spec = BACKBONES[name]
-    assert (backbone.patch_size, backbone.embed_dim) == (p, c) == (spec.patch_size, spec.embed_dim)
+    assert (backbone.stride, backbone.patch_size, backbone.embed_dim) == (stride, stride, c) == (spec.stride, spec.stride, spec.embed_dim)
+    assert backbone.size_multiple == multiple and len(backbone.levels) == 1
     assert len(backbone.mean) == len(backbone.std) == 3 and all(s > 0 for s in backbone.std)
     assert not any(param.requires_grad for param in backbone.parameters())
 
-    # size rule: 2p+2 × 3p-2 pixels round to 2 × 3 patches
-    height, width = 2 * p + 2, 3 * p - 2
-    assert backbone.input_size(height, width) == (2 * p, 3 * p)
-    assert backbone.grid_size(height, width) == (2, 3)
-    video = torch.rand(1, 2, 3, height, width)
+    # two input sizes: 2m+2 × 3m-2 pixels round to 2m × 3m, and a 3m × 2m frame is kept
+    m = multiple
+    for (height, width), resized in (((2 * m + 2, 3 * m - 2), (2 * m, 3 * m)), ((3 * m, 2 * m), (3 * m, 2 * m))):
+        grid = (resized[0] // stride, resized[1] // stride)
+        assert backbone.input_size(height, width) == resized
+        assert backbone.grid_size(height, width) == grid
+        video = torch.rand(1, 2, 3, height, width)
+        feats = backbone.extract(video)  # chunk = 2 = T: one forward
+        assert feats.shape == (1, 2, c, *grid)
+        assert torch.isfinite(feats).all()
+        assert feats.std() > 0 and not torch.allclose(feats[:, 0], feats[:, 1])
+        # the geometry it declares, on the caller's frame (the resize maps input pixels onto it)
+        geometry = backbone.geometry(height, width)
+        assert geometry.grid == grid and geometry.frame == (height, width)
+        scale = (height / resized[0], width / resized[1])
+        cell = stride / 2 if offset is None else offset
+        assert geometry.stride == pytest.approx((stride * scale[0], stride * scale[1]))
+        assert geometry.offset == pytest.approx((cell * scale[0], cell * scale[1]))
+        assert geometry.is_tiling() == (offset is None)
 
-    feats = backbone.extract(video)  # chunk = 2 = T: one forward
-    assert feats.shape == (1, 2, c, 2, 3)
-    assert torch.isfinite(feats).all()
-    assert feats.std() > 0 and not torch.allclose(feats[:, 0], feats[:, 1])
-
-    # chunking does not change the result
-    torch.testing.assert_close(backbone.extract(video, chunk=1), feats, rtol=1e-4, atol=1e-4)
+    # chunking does not change the result (to float error, relative to the features' scale)
+    atol = 1e-4 * max(1.0, float(feats.abs().max()))
+    torch.testing.assert_close(backbone.extract(video, chunk=1), feats, rtol=1e-4, atol=atol)
     # an image is a one-frame video
     image_feats = backbone.extract(video[:, 1])
-    assert image_feats.shape == (1, 1, c, 2, 3)
-    torch.testing.assert_close(image_feats[:, 0], feats[:, 1], rtol=1e-4, atol=1e-4)
+    assert image_feats.shape == (1, 1, c, *grid)
+    torch.testing.assert_close(image_feats[:, 0], feats[:, 1], rtol=1e-4, atol=atol)
 
-    # not degenerate: the blocks change the patch embedding (DESIGN.md §5.6)
-    embed = backbone.embed_patches(video)
-    assert embed.shape == feats.shape
-    cosine = F.cosine_similarity(feats, embed, dim=2).mean()
-    assert cosine < MAX_PATCH_EMBED_COSINE
+    # not degenerate: build_backbone checked that a cell sees beyond its own square (context_change); a token
+    # model's blocks also change its patch embedding
+    if backbone.has_patch_embedding:
+        embed = backbone.embed_patches(video)
+        assert embed.shape == feats.shape
+        cosine = F.cosine_similarity(feats, embed, dim=2).mean()
+        assert cosine < MAX_PATCH_EMBED_COSINE
+    else:
+        with pytest.raises(ValueError, match="no patch embedding"):
+            backbone.embed_patches(video)
 
 
 def test_timm_dinov2_default_init_is_degenerate_and_detected():
@@ -148,6 +179,7 @@ def test_bad_video_raises_value_error_naming_it(small, video, match):
 
 
 def test_dtype_and_frozen_state(small):
+    torch.manual_seed(0)
     backbone = build_backbone("dino_vits16", random=True, dtype=torch.bfloat16)
     feats = backbone.extract(torch.rand(1, 2, 3, 32, 48))  # the input stays float32, in [0, 1]
     assert feats.dtype == torch.bfloat16 and feats.shape == (1, 2, 384, 2, 3)
@@ -166,8 +198,8 @@ def test_bad_options_raise_value_error(small):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="name") as error:
-        build_backbone("dinov3_vits16", random=True)
+    with pytest.raises(ValueError, match="registered") as error:
+        build_backbone("dinov4_vits16", random=True)
     for name in list_backbones():
         assert name in str(error.value)
 

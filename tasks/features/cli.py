@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, size_type) -> None:
                         "of videos or frame folders, or a text file of paths)")
     parser.add_argument("-o", "--output", required=True, help="output folder of fp16 shards and index.json (a dataset: "
                         "videos/<name>/, manifest.jsonl, features.json, logs/)")
-    parser.add_argument("--backbone", required=True, help="registered backbone, e.g. dinov2_vits14")
+    parser.add_argument("--backbone", required=True,
+                        help="registered backbone (e.g. dinov2_vits14, resnet50@s8) or timm:NAME[@LEVEL], e.g. timm:convnext_small.fb_in1k@s16")
     parser.add_argument("--random-backbone", action="store_true", help="random backbone weights (offline tests)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random backbone (default 0)")
     parser.add_argument("--weights", help="VideoAnyUp checkpoint folder or bundled name (default: the bundled default)")

@@ -165,12 +165,12 @@ def write_features(
     """
     from tqdm import tqdm
 
-    from videoanyup.backbones.registry import BACKBONES, build_backbone
+    from videoanyup.backbones.registry import build_backbone
+    from videoanyup.backbones.spec import check_backbone_spec
     from videoanyup.functional.grid import output_size
 
     began = time.perf_counter()
-    if backbone not in BACKBONES:
-        raise ValueError(f"--backbone {backbone!r} is not registered; known: {', '.join(BACKBONES)}")
+    check_backbone_spec(backbone, "--backbone")
     for value, flag in ((short_side, "--short-side"), (frames, "--frames"), (chunk_frames, "--chunk-frames"),
                         (shard_frames, "--shard-frames"), (query_tile, "--query-tile")):
         _positive(value, flag)
@@ -256,6 +256,7 @@ def write_video_features(
     from tqdm import tqdm
 
     from videoanyup.functional.grid import output_size
+    from videoanyup.functional.grid_geometry import CellAlignment
 
     began = time.perf_counter()
     dev = next(net.parameters()).device
@@ -297,15 +298,20 @@ def write_video_features(
             if with_lr:
                 np.save(tmp / LR_FILE, lr.to(torch.float16).cpu().numpy())
             writer = ShardWriter(tmp, frames=count, frame_shape=(c, *hr_size), shard_frames=shard_frames)
+            # cells that do not tile the frame (a CNN level) are upsampled over their span, then mapped back
+            alignment = CellAlignment.plan(net.geometry(*input_size), hr_size)
+            guidance, span_size = (alignment.guidance(video), alignment.span_size) if alignment.needed else (video, hr_size)
             if model is None:
                 chunks = ((t0, lr[None, t0 : t0 + chunk_frames]) for t0 in range(0, count, chunk_frames))
             elif compile:
-                stream = model.stream(size=hr_size, mode=mode, query_tile=query_tile, compile=compile)
-                chunks = _stream_chunks(stream, lr, video, chunk_frames)
+                stream = model.stream(size=span_size, mode=mode, query_tile=query_tile, compile=compile)
+                chunks = _stream_chunks(stream, lr, guidance, chunk_frames)
             else:
                 chunks = model.iter_chunks(
-                    lr[None], video[None], size=hr_size, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile
-                )  # yields (t0, (1, n, C, H, W))
+                    lr[None], guidance[None], size=span_size, mode=mode, chunk_frames=chunk_frames, query_tile=query_tile
+                )  # yields (t0, (1, n, C, Hs, Ws))
+            if model is not None and alignment.needed:
+                chunks = ((t0, alignment.restore(part)) for t0, part in chunks)  # (1, n, C, H, W)
             total = math.ceil(count / chunk_frames)
             for t0, part in tqdm(chunks, total=total, unit="chunk", desc="upsample", disable=not progress):
                 array = part[0].to(torch.float16).cpu().numpy()  # (n, C, H, W)
@@ -328,6 +334,7 @@ def write_video_features(
                 "embed_dim": c,
                 "patch_size": net.patch_size,
                 "lr_grid": list(lr_grid),
+                "lr_geometry": net.geometry(*input_size).to_dict(),
                 "output_size": list(hr_size),
                 "weights": extra.get("weights"),
                 "mode": mode if model is not None else None,

@@ -302,7 +302,8 @@ def extract_dataset(
     Raises:
         ValueError: bad arguments, naming the option; nothing is written.
     """
-    from videoanyup.backbones.registry import BACKBONES, build_backbone
+    from videoanyup.backbones.registry import build_backbone
+    from videoanyup.backbones.spec import check_backbone_spec
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from videoanyup.tasks.features.dataset import dataset_root, list_videos, video_length
@@ -310,8 +311,7 @@ def extract_dataset(
     from videoanyup.tasks.features.manifest import check_dataset_output, check_settings, state_hash
 
     began = time.perf_counter()
-    if backbone not in BACKBONES:
-        raise ValueError(f"--backbone {backbone!r} is not registered; known: {', '.join(BACKBONES)}")
+    check_backbone_spec(backbone, "--backbone")
     for value, flag in ((short_side, "--short-side"), (chunk_frames, "--chunk-frames"), (shard_frames, "--shard-frames"),
                         (query_tile, "--query-tile"), (limit_videos, "--limit-videos"), (num_nodes, "--num-nodes")):
         _positive(value, flag)

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", required=True, help="root of the test data (may equal --train with disjoint --*-seqs)")
     parser.add_argument("--train-seqs", type=_names, default=None, help="vos: comma list of training sequences (default: all)")
     parser.add_argument("--test-seqs", type=_names, default=None, help="vos: comma list of test sequences (default: all)")
-    parser.add_argument("--backbone", required=True, help="registered backbone name, e.g. dinov2_vits14")
+    parser.add_argument("--backbone", required=True,
+                        help="registered backbone (e.g. dinov2_vits14, resnet50@s8) or timm:NAME[@LEVEL], e.g. timm:convnext_small.fb_in1k@s16")
     parser.add_argument("--random-backbone", action="store_true", help="random (non-degenerate) backbone weights, offline")
     parser.add_argument("--upsampler", default="bilinear,perframe,videoanyup", help="comma list of bilinear, perframe, videoanyup (the weights' own mode), bidirectional, unidirectional, lookahead")
     parser.add_argument("--weights", help="VideoAnyUp checkpoint folder or bundled name (default: the bundled default)")

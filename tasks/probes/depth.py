@@ -24,7 +24,7 @@ from torch import Tensor
 
 from videoanyup.tasks.probes import davis
 from videoanyup.tasks.probes.featureless import FEATURELESS, PositionMean
-from videoanyup.tasks.probes.fidelity import fidelity, reference_features
+from videoanyup.tasks.probes.fidelity import fidelity, reference_features, reference_geometry
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.linear_probe import sample_pixels, train_probe
 from videoanyup.tasks.probes.upsamplers import make_upsampler
@@ -127,7 +127,7 @@ def run_depth(
     ys: list[Tensor] = []
     position = PositionMean()
     for rgb, depth in _iterate(train_pairs, progress, "depth train images"):
-        frames, gt = _load(rgb, depth, short_side, backbone.patch_size)
+        frames, gt = _load(rgb, depth, short_side, backbone.size_multiple)
         position.add(gt.clamp_min(1e-6).log(), gt > 0)
         size = tuple(frames.shape[-2:])
         gt_small = F.interpolate(gt[None, None], size=size, mode="nearest")[0, 0]  # (H', W')
@@ -136,8 +136,9 @@ def run_depth(
             continue
         ys.append(gt_small.reshape(-1)[idx].log())
         feats = lr_features(frames)
+        geometry = backbone.geometry(*size)
         for up in upsamplers:
-            hr = functions[up](feats, frames)[0]  # (C, H', W')
+            hr = functions[up](feats, frames, geometry=geometry)[0]  # (C, H', W')
             xs[up].append(hr.reshape(hr.shape[0], -1)[:, idx].T.clone())
     if not ys:
         raise ValueError("--train: no image has valid (> 0) depth")
@@ -147,21 +148,22 @@ def run_depth(
 
     results = {up: {"rmse": [], "d1": [], "fid": []} for up in [*upsamplers, FEATURELESS]}
     for index, (rgb, depth) in enumerate(_iterate(test_pairs, progress, "depth test images")):
-        frames, gt = _load(rgb, depth, short_side, backbone.patch_size)
+        frames, gt = _load(rgb, depth, short_side, backbone.size_multiple)
         _score(results[FEATURELESS], position.predict(tuple(gt.shape)).exp(), gt)
         feats = lr_features(frames)
         reference = reference_features(backbone, frames)
+        geometry, reference_cells = backbone.geometry(*frames.shape[-2:]), reference_geometry(backbone, frames)
         columns = None
         if figures is not None and index == 0:
             pca = PCAColouring(feats[0])
             columns = {"frame": frames, "LR": enlarge(pca(feats), tuple(frames.shape[-2:]))}
         for up in upsamplers:
-            hr = functions[up](feats, frames)  # (1, C, H', W')
+            hr = functions[up](feats, frames, geometry=geometry)  # (1, C, H', W')
             with torch.inference_mode():
                 log_depth = probes[up].apply_map(hr)  # (1, 1, H', W')
             pred = F.interpolate(log_depth, size=tuple(gt.shape), mode="bilinear", align_corners=False)[0, 0].exp()
             _score(results[up], pred, gt)
-            results[up]["fid"].extend(fidelity(hr, reference))
+            results[up]["fid"].extend(fidelity(hr, reference, reference_cells))
             if columns is not None:
                 columns[up] = pca(hr)
         if columns is not None:

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from videoanyup.tasks.probes import davis
 from videoanyup.tasks.probes.featureless import FEATURELESS, PositionPrior, copy_first_mask
-from videoanyup.tasks.probes.fidelity import fidelity, reference_features
+from videoanyup.tasks.probes.fidelity import fidelity, reference_features, reference_geometry
 from videoanyup.tasks.probes.figures import PCAColouring, enlarge, write_figures
 from videoanyup.tasks.probes.label_propagation import propagate_video
 from videoanyup.tasks.probes.linear_probe import correct_prior, sample_pixels, train_probe
@@ -116,7 +116,9 @@ def run_vos(
     functions = {name: make_upsampler(name, model) for name in upsamplers}
 
     def load(root: Path, name: str) -> davis.Sequence:
-        return davis.load_sequence(root, name, frames=frames_per_seq, short_side=short_side, patch_size=backbone.patch_size)
+        return davis.load_sequence(
+            root, name, frames=frames_per_seq, short_side=short_side, patch_size=backbone.size_multiple
+        )
 
     def lr_features(frames: Tensor) -> Tensor:
         with torch.inference_mode():
@@ -134,8 +136,9 @@ def run_vos(
         picks = [sample_pixels(labels[t], size, pixels, seed=seed, key=f"{name}/{t}") for t in range(len(labels))]
         ys.extend(labels[t].reshape(-1)[idx] for t, idx in enumerate(picks))
         feats = lr_features(seq.frames)
+        geometry = backbone.geometry(*size)
         for up in upsamplers:
-            hr = functions[up](feats, seq.frames)  # (T, C, H', W')
+            hr = functions[up](feats, seq.frames, geometry=geometry)  # (T, C, H', W')
             xs[up].extend(hr[t].reshape(hr.shape[1], -1)[:, idx].T.clone() for t, idx in enumerate(picks))
             del hr
     y = torch.cat(ys)
@@ -165,6 +168,7 @@ def run_vos(
         feats = lr_features(seq.frames)
         flows = clip_flows(seq.frames)
         reference = reference_features(backbone, seq.frames)
+        geometry, reference_cells = backbone.geometry(*size), reference_geometry(backbone, seq.frames)
         gt = seq.labels.numpy()
         guesses = (position.predict(gt.shape, balanced=not prior_correction), copy_first_mask(seq.labels))
         for guess, (j_key, f_key) in zip(guesses, (("J", "F"), ("Jp", "Fp"))):
@@ -177,7 +181,7 @@ def run_vos(
             pca = PCAColouring(feats[0])
             columns = {"frame": seq.frames, "LR": enlarge(pca(feats), size)}
         for up in upsamplers:
-            hr = functions[up](feats, seq.frames)  # (T, C, H', W')
+            hr = functions[up](feats, seq.frames, geometry=geometry)  # (T, C, H', W')
             with torch.inference_mode():
                 logits = probes[up].apply_map(hr)  # (T, K, H', W')
             pred = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False).argmax(1).numpy()
@@ -190,7 +194,7 @@ def run_vos(
                 scores[up]["Fp"].append(f)
             scores[up]["te"].extend(temporal_error(hr, flows, "cosine"))
             scores[up]["tp"].extend(temporal_error(torch.softmax(logits, dim=1), flows, "l1"))
-            scores[up]["fid"].extend(fidelity(hr, reference))
+            scores[up]["fid"].extend(fidelity(hr, reference, reference_cells))
             if columns is not None:
                 columns[up] = pca(hr)
             del hr, logits

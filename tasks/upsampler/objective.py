@@ -12,10 +12,19 @@ is `losses.feature_loss(output window, target)`. AnyUp trains z = 2 only; z ∈ 
 scale-conditioned prior the large factors it is used at.
 
 Regions are resampled with `crop_resize`: an exact crop plus `F.interpolate` (bilinear, antialiased when
-shrinking) when the box falls on whole pixels, bilinear sampling of the fractional box otherwise.
+shrinking) when the box falls on whole pixels inside the image, bilinear sampling of the box otherwise
+(border pixels repeated outside the image).
+
+The network takes the g × g cells to tile the region they describe, as a ViT's patches do. A CNN level
+centres its cells elsewhere (its `geometry`: ResNet's stride-16 cells sit 7.5 of the 16 pixels before the
+tiling's centres). So that LR input and targets both tile their regions, every box is moved by that
+offset (`cell_shift`, in cells) before it is cropped: the backbone then puts its cells where the objective
+expects them. For a tiling backbone the shift is 0 and the boxes are unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -54,14 +63,15 @@ def crop_resize(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     crops = []
     for image, box in zip(images.float(), boxes.tolist()):
         top, left, bottom, right = box
-        if all(abs(v - round(v)) < 1e-9 for v in box):  # whole pixels: crop, then resize like the backbones do
+        height, width = image.shape[-2:]
+        inside = top >= 0 and left >= 0 and bottom <= height and right <= width
+        if inside and all(abs(v - round(v)) < 1e-9 for v in box):  # whole pixels: crop, then resize like the backbones do
             crop = image[None, :, round(top) : round(bottom), round(left) : round(right)]  # (1, 3, hc, wc)
             if crop.shape[-2:] != (size, size):
                 shrink = crop.shape[-2] > size or crop.shape[-1] > size
                 crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
             crops.append(crop)
             continue
-        height, width = image.shape[-2:]
         steps = (torch.arange(size, dtype=torch.float64) + 0.5) / size  # (size,) in (0, 1)
         ys = top + steps * (bottom - top)  # sample positions in pixel units (pixel i covers [i, i + 1))
         xs = left + steps * (right - left)
@@ -71,10 +81,40 @@ def crop_resize(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     return torch.cat(crops)  # (B, 3, size, size)
 
 
+def input_side(backbone: Backbone, grid: int) -> int:
+    """The backbone's input side `g·p` for a grid of g cells; ValueError unless it keeps g cells."""
+    size = grid * backbone.stride
+    if size % backbone.size_multiple:
+        raise ValueError(
+            f"grid {grid} needs {size} px of input, not a multiple of backbone {backbone.name!r}'s "
+            f"{backbone.size_multiple}: use grids that are multiples of {backbone.size_multiple // math.gcd(backbone.stride, backbone.size_multiple)}"
+        )
+    return size
+
+
+def cell_shift(backbone: Backbone, grid: int) -> tuple[float, float]:
+    """Where the backbone's cells sit against a tiling's centres, in cells (y, x): `(offset − p/2) / p` on its
+    `(g·p)²` input (0 for a ViT, −15/32 for ResNet's stride-16 level)."""
+    size = input_side(backbone, grid)
+    geometry = backbone.geometry(size, size)  # on its own input: no resize
+    return tuple((o - s / 2) / s for o, s in zip(geometry.offset, geometry.stride))
+
+
+def shift_boxes(boxes: Tensor, shift: tuple[float, float], grid: int) -> Tensor:
+    """Boxes `(B, 4)` (top, left, bottom, right) moved by −shift cells of g per side, so that cells a backbone
+    centres `shift` cells off the tiling land on the tiling of the unmoved box."""
+    if shift == (0.0, 0.0):
+        return boxes
+    cell = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1) / grid  # (B, 2) pixels
+    move = -cell * boxes.new_tensor(shift)  # (B, 2)
+    return boxes + torch.cat([move, move], dim=1)
+
+
 def lr_features(backbone: Backbone, images: Tensor, grid: int) -> Tensor:
     """Backbone features of whole images resized to `(grid·p)²`: `(B, 3, S, S)` → `(B, C, g, g)`."""
-    size = grid * backbone.patch_size
+    size = input_side(backbone, grid)
     boxes = images.new_tensor([[0.0, 0.0, images.shape[-2], images.shape[-1]]], dtype=torch.float64).expand(images.shape[0], 4)
+    boxes = shift_boxes(boxes, cell_shift(backbone, grid), grid)
     return backbone.extract(crop_resize(images, boxes, size).clamp(0, 1))[:, 0]  # (B, C, g, g)
 
 
@@ -83,8 +123,12 @@ def crop_targets(backbone: Backbone, images: Tensor, windows: Tensor, *, grid: i
     if images.shape[-2] != images.shape[-1]:
         raise ValueError(f"images must be square (B, 3, S, S), got {tuple(images.shape)}")
     boxes = window_boxes(windows, grid=grid, zoom=zoom, image_size=int(images.shape[-1]))
-    crops = crop_resize(images, boxes, grid * backbone.patch_size).clamp(0, 1)  # (B, 3, g·p, g·p)
+    boxes = shift_boxes(boxes, cell_shift(backbone, grid), grid)
+    crops = crop_resize(images, boxes, input_side(backbone, grid)).clamp(0, 1)  # (B, 3, g·p, g·p)
     return backbone.extract(crops)[:, 0]  # (B, C, g, g)
 
 
-__all__ = ["crop_resize", "crop_targets", "draw_windows", "lr_features", "take_windows", "window_boxes"]
+__all__ = [
+    "cell_shift", "crop_resize", "crop_targets", "draw_windows", "input_side", "lr_features", "shift_boxes",
+    "take_windows", "window_boxes",
+]

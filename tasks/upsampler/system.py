@@ -46,6 +46,7 @@ from torch import Tensor
 
 from videoanyup.backbones import build_backbone
 from videoanyup.backbones.base import Backbone
+from videoanyup.backbones.spec import check_backbone_spec
 from videoanyup.functional.warp import resize_flow
 from videoanyup.layers.feature_propagation import MODES
 from videoanyup.models.frame_step import shot_logits_between
@@ -141,7 +142,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
 
     Args:
         model: the network to train.
-        backbones: registered backbone names; one is drawn per step (and per process).
+        backbones: registered backbone names or specs (`resnet50@s8`, `timm:NAME@LEVEL`); one is drawn per step
+            (and per process). A level's grids must keep whole cells (`objective.input_side`).
         random_backbones: build them with random weights (offline); the weights of backbone i come from
             seed `backbone_seed + i`.
         backbone_seed: see `random_backbones`.
@@ -220,6 +222,8 @@ class UpsamplerSystem(CosineTraining, L.LightningModule):
             raise ValueError(f"model must be a VideoAnyUp, got {type(model).__name__}")
         if not backbones:
             raise ValueError("backbones is empty: name at least one registered backbone")
+        for name in backbones:  # registered names or specs (resnet50@s8, timm:NAME@LEVEL), checked before training
+            check_backbone_spec(name, "backbones")
         if not grids or min(grids) < 1 or not zooms or min(zooms) < 1:
             raise ValueError(f"grids={list(grids)} and zooms={list(zooms)} must be non-empty lists of positive integers")
         if not supersample or min(supersample) < 1:

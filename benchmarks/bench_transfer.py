@@ -52,8 +52,8 @@ TRAINING_SEQS = ("bmx-trees", "camel", "car-roundabout", "cows", "dance-twirl", 
 # a seen ViT, an unseen ViT (RoPE, registers), a CNN at stride 16, a hierarchical level at stride 8 (Hiera's random
 # stride-16 cells share one direction: mean pairwise cosine 0.85, bilinear fidelity 0.98, little to measure)
 DEFAULT_BACKBONES = ("dinov2_vits14", "dinov3_vits16", "resnet50", "sam2_hiera_small@s8")
-SEEN = ("dinov2_vits14", "dino_vits16", "clip_vitb16")  # the bundled recipe's backbones (configs/upsampler/cpu*.yaml)
-BASE_CONFIG = ROOT / "configs" / "upsampler" / "cpu.yaml"  # the bundled recipe's losses, data and schedule
+SEEN = ("dinov2_vits14", "dino_vits16", "clip_vitb16")  # the bundled recipe's backbones (configs/upsampler/cpu_*.yaml)
+BASE_CONFIG = ROOT / "configs" / "upsampler" / "cpu_default.yaml"  # the bundled recipe's losses, alterations, data and schedule
 ORACLE_MODES = ("bidirectional", "perframe")
 MODES = ("perframe", "bidirectional")
 
@@ -98,14 +98,15 @@ def oracle_recipe(spec: str, args: argparse.Namespace, architecture: dict) -> di
 
 
 def oracle_config(spec: str, folder: Path, args: argparse.Namespace, architecture: dict) -> dict:
-    """The training config: the bundled recipe's stage-1 config (losses, data, schedule) with the bundled
-    architecture, this backbone alone, the six training DAVIS sequences and the budget."""
+    """The training config: the bundled recipe's config (losses, degradations and scene events, data,
+    schedule) with the bundled architecture trained from scratch, this backbone alone, the six training DAVIS
+    sequences and the budget."""
     import yaml
 
     config = yaml.safe_load(BASE_CONFIG.read_text())
     model = config["model"]
     model["model"]["init_args"]["config"] = copy.deepcopy(architecture)
-    model.update(backbones=[spec], random_backbones=True, backbone_seed=0, modes=list(ORACLE_MODES))
+    model.update(backbones=[spec], random_backbones=True, backbone_seed=0, modes=list(ORACLE_MODES), init_weights=None)
     davis = Path(args.davis).resolve()
     data = config["data"]
     data["clip_sources"] = [str(davis / "JPEGImages" / name) for name in TRAINING_SEQS]

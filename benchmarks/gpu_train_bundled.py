@@ -250,7 +250,7 @@ def vos_probe(data: Path, weights: str, upsamplers: str, smoke: bool) -> list[di
         "--short-side", "56" if smoke else "224", "--steps", "3" if smoke else "300", "--json", str(json_path), "--quiet",
     ])
     probe_cli.run(args)
-    return json.loads(json_path.read_text())
+    return json.loads(json_path.read_text())["rows"]
 
 
 # -- the end: one folder of results ----------------------------------------------------------------------------

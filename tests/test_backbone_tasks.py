@@ -89,7 +89,7 @@ def test_probe_runs_on_a_level(setup, tmp_path, spec):
         "bilinear,perframe", "--weights", str(setup / "weights"), "--frames-per-seq", "3", "--short-side", "42",
         "--pixels", "64", "--steps", "20", "--json", str(out), "--quiet",
     ]) == 0
-    rows = json.loads(out.read_text())
+    rows = json.loads(out.read_text())["rows"]
     assert [r["upsampler"] for r in rows] == ["bilinear", "perframe", "featureless"]
     assert all(set(r) == set(VOS_KEYS) for r in rows)
     assert all(0 < r["fidelity"] <= 1 and 0 <= r["JF"] <= 1 for r in rows[:2])

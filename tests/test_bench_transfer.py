@@ -25,13 +25,13 @@ def test_oracle_config_is_the_bundled_recipe_on_one_backbone(tmp_path):
     from videoanyup.models.videoanyup import VideoAnyUp
 
     architecture = transfer._architecture(VideoAnyUp.from_pretrained("default"))
-    assert "trained_modes" not in architecture and architecture["temporal_guidance"] is True
+    assert "trained_modes" not in architecture and architecture["neighbour_window"] == 3
     folder = tmp_path / "oracles" / "resnet50"
     config = transfer.oracle_config("resnet50", folder, arguments(tmp_path), architecture)
     model = config["model"]
     assert model["model"]["init_args"]["config"] == architecture
     assert model["backbones"] == ["resnet50"] and model["random_backbones"] is True and model["backbone_seed"] == 0
-    assert model["modes"] == ["bidirectional", "perframe"]
+    assert model["modes"] == ["bidirectional", "perframe"] and model["init_weights"] is None  # from scratch
     davis = (tmp_path / "davis").resolve()
     assert config["data"]["clip_sources"] == [str(davis / "JPEGImages" / n) for n in transfer.TRAINING_SEQS]
     assert not set(transfer.TRAINING_SEQS) & set(transfer.HELD_OUT)

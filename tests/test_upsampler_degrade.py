@@ -19,6 +19,9 @@ from videoanyup.tasks.upsampler.events import EVENTS, draw_event  # noqa: E402
 from videoanyup.tasks.upsampler.system import UpsamplerSystem, step_draws  # noqa: E402
 
 
+STAND_IN = "dinov2_vits14"  # a registered name the system accepts; its backbone is replaced by a PoolBackbone
+
+
 class PoolBackbone(Backbone):
     """Mean RGB of each p × p patch."""
 
@@ -119,13 +122,13 @@ def test_alterations_follow_their_probabilities():
 def test_degraded_step_feeds_the_degraded_frame_and_keeps_references_clean(kind, monkeypatch):
     net = VideoAnyUp.from_config("tiny")
     system = UpsamplerSystem(
-        net, backbones=["pool"], grids=(4,), zooms=(2,), modes=["unidirectional"], degrade_probability=1.0,
+        net, backbones=[STAND_IN], grids=(4,), zooms=(2,), modes=["unidirectional"], degrade_probability=1.0,
         degradations=[kind], spynet_weights=None, temporal_weight=0.0,
     )
     backbone = PoolBackbone(4)
-    system._backbones["pool"] = backbone
+    system._backbones[STAND_IN] = backbone
     frames = torch.rand(2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    draws = step_draws(0, 5, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=["unidirectional"])
+    draws = step_draws(0, 5, 0, 6, backbones=[STAND_IN], grids=[4], zooms=[2], modes=["unidirectional"])
     seen = {}
     forward = net.forward
 
@@ -142,7 +145,7 @@ def test_degraded_step_feeds_the_degraded_frame_and_keeps_references_clean(kind,
     finally:
         del net.forward
     # the same draws again: the degradation is a pure function of the step's generator
-    again = step_draws(0, 5, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=["unidirectional"])
+    again = step_draws(0, 5, 0, 6, backbones=[STAND_IN], grids=[4], zooms=[2], modes=["unidirectional"])
     degraded = system.alter(frames, again, None).inputs
     assert torch.equal(seen["video"], degraded)  # the guidance is degraded ...
     assert not torch.equal(degraded, frames)
@@ -168,12 +171,12 @@ def test_bad_degradation_arguments():
 def test_altered_term_is_the_crop_loss_of_the_degraded_frames_where_neighbours_are_read(mode, monkeypatch):
     net = VideoAnyUp.from_config("tiny")
     system = UpsamplerSystem(
-        net, backbones=["pool"], grids=(4,), zooms=(2,), modes=[mode], degrade_probability=1.0,
+        net, backbones=[STAND_IN], grids=(4,), zooms=(2,), modes=[mode], degrade_probability=1.0,
         degradations=["box"], spynet_weights=None, temporal_weight=0.0, altered_weight=0.5,
     )
-    system._backbones["pool"] = PoolBackbone(4)
+    system._backbones[STAND_IN] = PoolBackbone(4)
     frames = torch.rand(2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
-    draws = step_draws(0, 7, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=[mode])
+    draws = step_draws(0, 7, 0, 6, backbones=[STAND_IN], grids=[4], zooms=[2], modes=[mode])
     calls = []
     loss = system_module.feature_loss
     monkeypatch.setattr(system_module, "feature_loss", lambda pred, target: calls.append((pred, target)) or loss(pred, target))
@@ -181,7 +184,7 @@ def test_altered_term_is_the_crop_loss_of_the_degraded_frames_where_neighbours_a
     if mode == "perframe":  # nothing could restore the degraded frame: no extra weight on it
         assert "altered" not in terms and len(calls) == 1
         return
-    again = step_draws(0, 7, 0, 6, backbones=["pool"], grids=[4], zooms=[2], modes=[mode])
+    again = step_draws(0, 7, 0, 6, backbones=[STAND_IN], grids=[4], zooms=[2], modes=[mode])
     index = system.alter(frames, again, None).altered.flatten().nonzero()[:, 0]  # rows of the degraded frames
     assert len(index) == 2
     (crop_pred, crop_target), (pred, target) = calls
@@ -197,13 +200,13 @@ def test_a_cut_step_supervises_the_shot_test_and_targets_the_scene():
     the clip against the other clip's frame at the same time is a negative pair too."""
     net = VideoAnyUp.from_config("tiny")
     system = UpsamplerSystem(
-        net, backbones=["pool"], grids=(4,), zooms=(2,), modes=["unidirectional"], event_probability=1.0,
+        net, backbones=[STAND_IN], grids=(4,), zooms=(2,), modes=["unidirectional"], event_probability=1.0,
         events=["cut"], spynet_weights=None, temporal_weight=0.0, shot_weight=1.0,
     )
-    system._backbones["pool"] = PoolBackbone(4)
+    system._backbones[STAND_IN] = PoolBackbone(4)
     frames = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(15))
     other = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(16))
-    draws = step_draws(0, 9, 0, 4, backbones=["pool"], grids=[4], zooms=[2], modes=["unidirectional"])
+    draws = step_draws(0, 9, 0, 4, backbones=[STAND_IN], grids=[4], zooms=[2], modes=["unidirectional"])
     seen = {}
     forward = net.forward
 
@@ -216,7 +219,7 @@ def test_a_cut_step_supervises_the_shot_test_and_targets_the_scene():
         terms = system.losses(frames, dict(draws), other)
     finally:
         del net.forward
-    again = step_draws(0, 9, 0, 4, backbones=["pool"], grids=[4], zooms=[2], modes=["unidirectional"])
+    again = step_draws(0, 9, 0, 4, backbones=[STAND_IN], grids=[4], zooms=[2], modes=["unidirectional"])
     clip = system.alter(frames, again, other)
     cut = int(clip.broken[0].nonzero()[0]) + 1
     assert torch.equal(seen["video"][0, :cut], other[0, :cut]) and torch.equal(seen["video"][0, cut:], frames[0, cut:])

@@ -24,6 +24,18 @@ TINY_BASICAVSR = dict(
 )
 
 
+def save_tiny_basicavsr(folder, seed: int = 0):
+    """A tiny BasicAVSR (seeded weights, trained for bidirectional and unidirectional) saved to `folder`, the
+    `--weights` of the command-line tests; returns the model."""
+    from videoanyup.models.basicavsr import BasicAVSR
+
+    torch.manual_seed(seed)
+    model = BasicAVSR.from_config("lite", **TINY_BASICAVSR)
+    model.trained_modes = ("bidirectional", "unidirectional")
+    model.save_pretrained(folder)
+    return model
+
+
 # -- synthetic video clips (videoanyup.tasks tests) ---------------------------------------------------
 def write_synthetic_clip(path, *, frames: int = 8, height: int = 48, width: int = 64, image: str = "astronaut", step=(2, 3), fps: int = 24):
     """A clip of a scikit-image picture panning by `step` = (dy, dx) pixels per frame.

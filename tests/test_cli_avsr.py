@@ -10,14 +10,13 @@ import pytest
 import torch
 import yaml
 
-from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.avsr.degradation import bicubic_upscale, degrade
 from videoanyup.tasks.avsr.inference import upscale_frames
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.metrics import psnr, quantize
 from videoanyup.tasks.video_io import probe, read_video
 
-from conftest import TINY_BASICAVSR as TINY  # noqa: E402
+from conftest import save_tiny_basicavsr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +24,7 @@ def setup(tmp_path_factory):
     from conftest import write_synthetic_clip
 
     root = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    model = BasicAVSR.from_config("lite", **TINY)
-    model.trained_modes = ("bidirectional", "unidirectional")
-    model.save_pretrained(root / "weights")
+    model = save_tiny_basicavsr(root / "weights")
     write_synthetic_clip(root / "clip", frames=5, height=15, width=19)  # odd sizes
     write_synthetic_clip(root / "clip.mp4", frames=5, height=16, width=20, image="coffee", fps=30)
     write_synthetic_clip(root / "eval" / "a", frames=3, height=24, width=28, image="rocket")

@@ -22,17 +22,14 @@ from videoanyup.tasks.features import load_features
 from videoanyup.tasks.upsampler.system import UpsamplerSystem
 from videoanyup.tasks.video_io import probe, read_video
 
-from conftest import TINY_BASICAVSR as TINY  # noqa: E402
+from conftest import TINY_BASICAVSR as TINY, save_tiny_basicavsr  # noqa: E402
 from conftest import write_synthetic_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("compile")
-    torch.manual_seed(0)
-    sr = BasicAVSR.from_config("lite", **TINY)
-    sr.trained_modes = ("bidirectional", "unidirectional")
-    sr.save_pretrained(root / "sr")
+    save_tiny_basicavsr(root / "sr")
     VideoAnyUp.from_config("tiny").save_pretrained(root / "up")
     write_synthetic_clip(root / "clip", frames=4, height=28, width=28)
     return root

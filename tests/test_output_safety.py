@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks import output_guard
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.video_io import VideoWriter, probe
 
-from conftest import TINY_BASICAVSR as TINY  # noqa: E402
+from conftest import save_tiny_basicavsr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +30,7 @@ def setup(tmp_path_factory):
     from conftest import write_synthetic_clip
 
     root = tmp_path_factory.mktemp("safety")
-    torch.manual_seed(0)
-    model = BasicAVSR.from_config("lite", **TINY)
-    model.trained_modes = ("bidirectional", "unidirectional")
-    model.save_pretrained(root / "weights")
+    save_tiny_basicavsr(root / "weights")
     write_synthetic_clip(root / "one.mp4", frames=3, height=12, width=16, image="coffee")
     return root
 

@@ -27,7 +27,7 @@ from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.video_io import VideoError, VideoWriter, probe
 
-from conftest import TINY_BASICAVSR as TINY  # noqa: E402
+from conftest import TINY_BASICAVSR as TINY, save_tiny_basicavsr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,7 @@ def setup(tmp_path_factory):
     from conftest import write_synthetic_clip
 
     root = tmp_path_factory.mktemp("writers")
-    torch.manual_seed(0)
-    model = BasicAVSR.from_config("lite", **TINY)
-    model.trained_modes = ("bidirectional", "unidirectional")
-    model.save_pretrained(root / "weights")
+    save_tiny_basicavsr(root / "weights")
     write_synthetic_clip(root / "clip.mp4", frames=3, height=12, width=16, image="coffee")
     write_synthetic_clip(root / "frames", frames=3, height=12, width=16, image="rocket")
     return root

@@ -16,17 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import videoanyup
 import videoanyup.backbones
 import videoanyup.tasks
-from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.models.videoanyup import VideoAnyUp
 from videoanyup.tasks.cli import build_parser, main
 from videoanyup.tasks.output_rename import TEMPORARY
 
-from conftest import TINY_BASICAVSR as TINY, write_synthetic_clip  # noqa: E402
+from conftest import save_tiny_basicavsr, write_synthetic_clip  # noqa: E402
 
 WRITER_MODULES = {"output_guard.py", "output_rename.py", "output_lock.py", "output_tags.py", "output_errors.py"}
 PROJECT = [Path(m.__file__).resolve().parent for m in (videoanyup, videoanyup.tasks, videoanyup.backbones)]
@@ -97,10 +95,7 @@ def inputs(tmp_path_factory):
     from test_probes import write_davis
 
     root = tmp_path_factory.mktemp("commands")
-    torch.manual_seed(0)
-    model = BasicAVSR.from_config("lite", **TINY)
-    model.trained_modes = ("bidirectional", "unidirectional")
-    model.save_pretrained(root / "weights")
+    save_tiny_basicavsr(root / "weights")
     VideoAnyUp.from_config("tiny").save_pretrained(root / "feature_weights")
     write_synthetic_clip(root / "clip.mp4", frames=3, height=24, width=32, image="coffee")
     write_synthetic_clip(root / "ds" / "a.mp4", frames=2, height=28, width=42, image="astronaut")

@@ -348,14 +348,22 @@ def _is_decompression_bomb(error: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every way it can end is one line on stderr and an exit status (see the module notes)."""
-    from videoanyup.tasks.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated, terminate_like_interrupt
+    from videoanyup.tasks.signals import (
+        EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated, recorded_interrupts, terminate_like_interrupt,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     name = f"videoanyup {argv[0]}" if argv and argv[0] in COMMANDS else "videoanyup"
     lightning_cli = bool(argv) and argv[0] in ("train", "train-upsampler")  # Lightning handles their SIGTERM
     try:
-        with contextlib.nullcontext() if lightning_cli else terminate_like_interrupt():  # SIGTERM unwinds like Ctrl-C
-            return _run(argv, name)
+        with recorded_interrupts() as interrupts:
+            try:
+                with contextlib.nullcontext() if lightning_cli else terminate_like_interrupt():  # SIGTERM unwinds like Ctrl-C
+                    return _run(argv, name)
+            except Exception:
+                if interrupts:  # Ctrl-C broke an import half-way and another error surfaced: still the interrupt
+                    raise KeyboardInterrupt from None
+                raise
     except (KeyboardInterrupt, Interrupted):  # during start-up (imports, weights) as well as during the work
         print(f"{name}: interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -42,6 +42,30 @@ def interrupt_raises(exception: type[BaseException] = Interrupted) -> Iterator[N
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def recorded_interrupts() -> Iterator[list[int]]:
+    """Within the block, SIGINT is recorded in the yielded list before it raises `KeyboardInterrupt` as usual.
+
+    A Ctrl-C that lands inside an import can leave a module half-initialised, and the error that surfaces later
+    is another one (numpy's lazy `linalg` then recurses): the record lets the caller still call it an interrupt.
+    Outside the main thread, or where SIGINT is ignored (a background job), nothing is installed.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield received
+        return
+
+    def _record(signum, frame) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, _record)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM (a `BaseException`, like
     `KeyboardInterrupt`, so `except Exception` blocks do not swallow it)."""

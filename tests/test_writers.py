@@ -364,6 +364,27 @@ def test_ctrl_c_during_start_up_is_one_line(setup, tmp_path, delay):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interrupt_that_breaks_an_import_half_way_still_ends_as_an_interrupt(monkeypatch, capsys):
+    """Ctrl-C inside an import can leave a module half-built; the error that surfaces is then another one (numpy's
+    lazy `linalg` recursing). The command line still ends with the interrupt's one line and 130."""
+    import videoanyup.tasks.cli as cli
+
+    def interrupted_import(argv, name):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            pass  # swallowed half-way, as an interrupted import can be
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(cli, "_run", interrupted_import)
+    assert cli.main(["upscale"]) == 130
+    assert capsys.readouterr().err.strip() == "videoanyup upscale: interrupted (Ctrl-C)"
+    monkeypatch.setattr(cli, "_run", lambda argv, name: (_ for _ in ()).throw(RecursionError("a real one")))
+    with pytest.raises(RecursionError):  # without an interrupt, an error is not called one
+        cli.main(["upscale"])
+
+
 def test_an_unknown_preset_is_refused_before_the_work(setup, tmp_path, capsys, no_work):
     from videoanyup.tasks.avsr.upscale import upscale
     from videoanyup.tasks.avsr.weights import load_weights

@@ -378,7 +378,11 @@ def test_an_interrupt_that_breaks_an_import_half_way_still_ends_as_an_interrupt(
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(cli, "_run", interrupted_import)
-    assert cli.main(["upscale"]) == 130
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with it ignored
+    try:
+        assert cli.main(["upscale"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().err.strip() == "videoanyup upscale: interrupted (Ctrl-C)"
     monkeypatch.setattr(cli, "_run", lambda argv, name: (_ for _ in ()).throw(RecursionError("a real one")))
     with pytest.raises(RecursionError):  # without an interrupt, an error is not called one

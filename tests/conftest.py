@@ -96,3 +96,20 @@ def attention_queries(net, feats, video, mode):
     finally:
         del net.attention.forward
     return torch.cat(captured, dim=0)
+
+
+# A program for subprocess tests of signals: `upscale` through the command line, held for 120 s before its first
+# frame (after printing "writing" to stderr), with Ctrl-C raising KeyboardInterrupt as in a terminal.
+SLOW_UPSCALE = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a parent run in the background ignores SIGINT)
+import videoanyup.tasks.avsr.upscale as upscale
+real = upscale.upscale_frames
+def slow(*args, **kwargs):
+    print("writing", file=sys.stderr, flush=True)
+    time.sleep(120)
+    yield from real(*args, **kwargs)
+upscale.upscale_frames = slow
+from videoanyup.tasks.cli import main
+sys.exit(main(sys.argv[1:]))
+"""

@@ -22,7 +22,7 @@ from videoanyup.tasks import output_guard
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.video_io import VideoWriter, probe
 
-from conftest import save_tiny_basicavsr  # noqa: E402
+from conftest import SLOW_UPSCALE, save_tiny_basicavsr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -155,19 +155,6 @@ def test_put_in_place_keeps_unlisted_files_of_the_old_folder(tmp_path, caplog):
 
 
 # -- 2. SIGTERM cleans up like Ctrl-C; both end with one line ------------------------------------------
-SLOW_RUN = """
-import signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a parent run in the background ignores SIGINT)
-import videoanyup.tasks.avsr.upscale as upscale
-real = upscale.upscale_frames
-def slow(*args, **kwargs):
-    print("writing", file=sys.stderr, flush=True)
-    time.sleep(120)
-    yield from real(*args, **kwargs)
-upscale.upscale_frames = slow
-from videoanyup.tasks.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.parametrize("sig, code, word, output", [
@@ -175,7 +162,7 @@ sys.exit(main(sys.argv[1:]))
     (signal.SIGINT, 130, "interrupted", "frames"),
 ])
 def test_signals_remove_partial_output_and_print_one_line(setup, tmp_path, sig, code, word, output):
-    argv = [sys.executable, "-c", SLOW_RUN, "upscale", str(setup / "one.mp4"), str(tmp_path / output), "--scale", "4",
+    argv = [sys.executable, "-c", SLOW_UPSCALE, "upscale", str(setup / "one.mp4"), str(tmp_path / output), "--scale", "4",
             *weights(setup)]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)

@@ -27,7 +27,7 @@ from videoanyup.models.basicavsr import BasicAVSR
 from videoanyup.tasks.cli import main
 from videoanyup.tasks.video_io import VideoError, VideoWriter, probe
 
-from conftest import TINY_BASICAVSR as TINY, save_tiny_basicavsr  # noqa: E402
+from conftest import SLOW_UPSCALE, TINY_BASICAVSR as TINY, save_tiny_basicavsr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -433,23 +433,10 @@ def test_the_api_refuses_absurd_output_sizes_at_once():
 
 
 # -- leftovers and permissions ---------------------------------------------------------------------------
-SLOW_RUN = """
-import signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)
-import videoanyup.tasks.avsr.upscale as upscale
-real = upscale.upscale_frames
-def slow(*args, **kwargs):
-    print("writing", file=sys.stderr, flush=True)
-    time.sleep(120)
-    yield from real(*args, **kwargs)
-upscale.upscale_frames = slow
-from videoanyup.tasks.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_sigterm_removes_the_folders_the_run_created(setup, tmp_path):
-    process = _python(SLOW_RUN, "upscale", str(setup / "clip.mp4"), str(tmp_path / "new" / "deep" / "o.mp4"),
+    process = _python(SLOW_UPSCALE, "upscale", str(setup / "clip.mp4"), str(tmp_path / "new" / "deep" / "o.mp4"),
                       "--scale", "2", *weights(setup))
     lines = []
     try:

@@ -12,8 +12,10 @@ downsampling layers, and Hiera's patch embedding and query pooling.
 `nn.MaxPool2d` and `nn.AvgPool2d` (timm's TF-"same" variants included) and keeps those on the path: a
 layer whose input has the current grid size and that moves or subsamples it. A parallel layer that reads
 a grid the path has already left (a residual branch's 1×1 downsampling after the main branch's strided
-3×3) is skipped; the two are centred alike in the networks here. Layers that keep the grid (stride 1,
-symmetric padding) do not move it and are skipped too. Layers run after the level was taken (ResNet pools
+3×3) is skipped; the two are centred alike in the networks here. So is a layer whose output no later layer
+reads as a grid and which is not the level (the strided convolution that reduces keys and values in PVT's
+attention: its map becomes tokens). Layers that keep the grid (stride 1, symmetric padding) do not move it
+and are skipped too. Layers run after the level was taken (ResNet pools
 its stem level before returning it) are cut: the path is the longest prefix that ends on the level's grid.
 
 Centres are in pixel-index coordinates here (pixel k's centre at k); `SpatialPath.geometry` reports them in
@@ -162,9 +164,12 @@ def trace_spatial_path(model: nn.Module, run: Callable[[Tensor], Tensor], image:
         for handle in handles:
             handle.remove()
     current, path = tuple(image.shape[-2:]), []
-    for layer, size_in, size_out in calls:
+    target = tuple(level.shape[-2:])
+    for index, (layer, size_in, size_out) in enumerate(calls):
         if size_in != current or layer.keeps_grid():
             continue
+        if size_out != target and all(later_in != size_out for _, later_in, _ in calls[index + 1 :]):
+            continue  # a side branch whose map nothing reads as a grid again (PVT's key/value reduction)
         predicted = tuple(layer.out_length(a, current[a]) for a in (0, 1))
         if predicted != size_out:
             raise ValueError(f"layer {layer} maps {current} to {size_out}, not to {predicted} as its parameters say")
@@ -172,7 +177,6 @@ def trace_spatial_path(model: nn.Module, run: Callable[[Tensor], Tensor], image:
         current = size_out
     # a network may run layers past the level before returning it (ResNet's max pool after its stem level):
     # the level's path is the longest prefix that ends on its grid
-    target = tuple(level.shape[-2:])
     ends = [n for n in range(len(path) + 1) if SpatialPath(tuple(path[:n])).grid(*image.shape[-2:]) == target]
     found = SpatialPath(tuple(path[: ends[-1]])) if ends else SpatialPath(tuple(path))
     if found.grid(*image.shape[-2:]) != target:

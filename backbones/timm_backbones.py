@@ -272,9 +272,11 @@ class TimmBackbone(Backbone):
         )
 
     def _trace(self, level: Level) -> SpatialPath:
-        """The spatial path of one level, traced on a small random input (2 × 3 multiples)."""
+        """The spatial path of one level, traced on a small random input of k × (k + 1) size multiples, at least
+        64 pixels a side (PVT's key/value reduction needs its stage's grid at least as large as its kernel)."""
         m = self.size_multiple
-        image = torch.rand(1, 3, 2 * m, 3 * m, generator=torch.Generator().manual_seed(0))
+        k = max(2, math.ceil(64 / m))
+        image = torch.rand(1, 3, k * m, (k + 1) * m, generator=torch.Generator().manual_seed(0))
         try:
             path = trace_spatial_path(self.model, lambda x: self._intermediates(x, [level.index])[0], image)
         except ValueError as error:

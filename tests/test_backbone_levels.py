@@ -151,6 +151,40 @@ def test_spatial_path_composes_padding_stride_and_ceil_mode():
     assert same.out_length(0, 8) == 4 and same.centre(0, 8) == 1.0 and same.centre(0, 7) == 0.0
 
 
+class _ReducedAttentionStage(torch.nn.Module):
+    """A strided embedding, then attention whose keys come from a strided convolution of the same grid (as in
+    PVT): that convolution's map becomes tokens, and no later layer reads it as a grid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 8, 7, stride=4, padding=3)
+        self.reduce = torch.nn.Conv2d(8, 8, 4, stride=4)
+        self.down = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)  # (1, 8, H/4, W/4)
+        keys = self.reduce(x).flatten(2)  # (1, 8, n): tokens
+        weights = torch.softmax(x.flatten(2).transpose(1, 2) @ keys, dim=-1)  # (1, hw, n)
+        x = x + (weights @ keys.transpose(1, 2)).transpose(1, 2).reshape(x.shape)
+        return self.down(x)  # (1, 8, H/8, W/8)
+
+
+def test_a_side_branch_that_becomes_tokens_is_not_on_the_path():
+    from videoanyup.backbones.grid_trace import trace_spatial_path
+
+    model = _ReducedAttentionStage()
+    path = trace_spatial_path(model, model, torch.rand(1, 3, 64, 96))
+    assert [layer.kernel for layer in path.layers] == [(7, 7), (3, 3)]  # the 4 × 4 key reduction is left out
+    assert path.geometry(64, 96).offset == (0.5, 0.5) and path.geometry(64, 96).grid == (8, 12)
+
+
+def test_pyramid_vision_transformer_levels_build_with_their_geometry():
+    for spec, size in (("timm:pvt_v2_b0@s8", (64, 72)), ("timm:pvt_v2_b0@s16", (96, 128))):
+        backbone = built(spec)
+        feats = backbone.extract(torch.rand(1, 1, 3, *size))
+        assert feats.shape[-2:] == backbone.geometry(*size).grid == (size[0] // backbone.stride, size[1] // backbone.stride)
+
+
 # -- random weights ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model_name", ["resnet50.a1_in1k", "convnext_tiny.fb_in1k"])
 def test_timm_default_init_of_cnns_is_degenerate_and_detected(model_name):

@@ -282,8 +282,8 @@ def test_supersampled_prediction_is_pooled_to_the_loss_grid():
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs" / "upsampler").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_upsampler_config_names_a_valid_architecture(path):
-    """The architecture in each shipped recipe is a valid `VideoAnyUpConfig` (a misspelt field fails here, not
-    minutes into a training); the recipes of the bundled `default` name exactly `CONFIGS["default"]`, their first
+    """The architecture in each shipped recipe is a valid `VideoAnyUpConfig` and its backbones valid specs (a
+    misspelt field fails here, not minutes into a training); the recipes of the bundled `default` name exactly `CONFIGS["default"]`, their first
     stages the same without the neighbour windows."""
     import dataclasses
 
@@ -291,9 +291,13 @@ def test_every_upsampler_config_names_a_valid_architecture(path):
 
     from videoanyup.models.videoanyup import VideoAnyUpConfig
 
-    fields = yaml.safe_load(path.read_text())["model"]["model"]["init_args"]["config"]
-    config = VideoAnyUpConfig(**fields)
-    if path.stem in ("cpu_default", "gpu_default"):
+    from videoanyup.backbones.spec import check_backbone_spec
+
+    recipe = yaml.safe_load(path.read_text())["model"]
+    config = VideoAnyUpConfig(**recipe["model"]["init_args"]["config"])
+    for name in recipe.get("backbones", []):  # every spec parses (a typo fails here)
+        assert check_backbone_spec(name, "backbones") == name
+    if path.stem in ("cpu_default", "cpu_default_events", "gpu_default"):
         assert config == CONFIGS["default"]
     if path.stem in ("cpu_single_frame", "gpu_single_frame"):
         assert config == dataclasses.replace(CONFIGS["default"], neighbour_window=0, flow_scale=2)

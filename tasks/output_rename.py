@@ -203,7 +203,15 @@ def put_in_place(tmp: Path, target: str | Path, check_replaceable: Check, *, ret
             if not target.is_symlink() and target.is_dir() == tmp.is_dir():
                 _adopt_mode_and_owner(target, tmp)
             if tmp.is_dir():
-                os.unlink(target)
+                try:
+                    os.unlink(target)
+                except FileNotFoundError:
+                    pass  # removed meanwhile
+                except IsADirectoryError:  # a folder replaced the file meanwhile: check it in turn
+                    if not retry:
+                        raise
+                    put_in_place(tmp, target, check_replaceable, retry=False)
+                    return
         try:
             os.replace(tmp, target)
         except OSError as error:  # a folder appeared meanwhile (or a file, where a folder goes): check it

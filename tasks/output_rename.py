@@ -198,21 +198,16 @@ def put_in_place(tmp: Path, target: str | Path, check_replaceable: Check, *, ret
         _fill_in_place(tmp, target)
         return
     if not os.path.lexists(target) or not target.is_dir() or target.is_symlink():
+        unlink_first = False  # a folder replacing a file
         if os.path.lexists(target):
             check_replaceable(target)
             if not target.is_symlink() and target.is_dir() == tmp.is_dir():
                 _adopt_mode_and_owner(target, tmp)
-            if tmp.is_dir():
-                try:
-                    os.unlink(target)
-                except FileNotFoundError:
-                    pass  # removed meanwhile
-                except IsADirectoryError:  # a folder replaced the file meanwhile: check it in turn
-                    if not retry:
-                        raise
-                    put_in_place(tmp, target, check_replaceable, retry=False)
-                    return
+            unlink_first = tmp.is_dir()
         try:
+            if unlink_first:
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                    os.unlink(target)  # EISDIR: a folder replaced the file meanwhile, checked below
             os.replace(tmp, target)
         except OSError as error:  # a folder appeared meanwhile (or a file, where a folder goes): check it
             if not retry or error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
